@@ -1,0 +1,139 @@
+"""NYUv2 (13-class segmentation, depth, surface normals) from the MTAN preprocessing.
+
+The widely used preprocessed NYUv2 of MTAN (Liu et al., CVPR 2019; 795 train / 654
+test images at 288×384), also used by AuxiLearn (Navon et al., ICLR 2021), is a
+directory of NumPy files. This module reads it; it never downloads anything.
+
+Expected layout (``root`` is given by the user)::
+
+    root/
+      train/                  also the split "val"/"test": a folder named val/ or test/
+        image/0.npy           f32 [H, W, 3] or [3, H, W], RGB in [0, 1]
+        label/0.npy           [H, W] (or [1, H, W], [H, W, 1]; any numeric dtype),
+                              classes 0..12, −1 = ignore
+        depth/0.npy           f32 [H, W], [H, W, 1] or [1, H, W]; 0 = missing
+        normal/0.npy          f32 [H, W, 3] or [3, H, W], unit normals; 0 = missing
+        image/1.npy  ...      files are named {i}.npy, i = 0, 1, 2, ...
+      val/ (or test/)
+        image/ label/ depth/ normal/
+
+Split names: "train", and "val" or "test" for the held-out split; asking for one of
+the latter two falls back to the other folder when only one exists. Every file is
+loaded into memory (the full 795-image train split needs ≈ 2.4 GB as float32).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Optional
+
+import numpy as np
+
+NUM_CLASSES = 13
+TASKS = ("seg", "depth", "normal")
+_FOLDERS = ("image", "label", "depth", "normal")
+_LAYOUT = ("<root>/{train,val|test}/{image,label,depth,normal}/{i}.npy "
+           "(see aux_jax.data.nyuv2)")
+
+
+def _split_dir(root: str, split: str) -> str:
+  if split not in ("train", "val", "test"):
+    raise ValueError(f"unknown NYUv2 split {split!r}; expected 'train', 'val' or 'test'")
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"NYUv2 directory {root!r} does not exist; expected {_LAYOUT}")
+  candidates = {"train": ["train"], "val": ["val", "test"], "test": ["test", "val"]}
+  for name in candidates[split]:
+    path = os.path.join(root, name)
+    if os.path.isdir(path):
+      return path
+  raise FileNotFoundError(
+      f"NYUv2 directory {root!r} has no {' or '.join(candidates[split])!s} folder; "
+      f"expected {_LAYOUT}")
+
+
+def _indices(folder: str) -> list[int]:
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"missing NYUv2 folder {folder!r}; expected {_LAYOUT}")
+  found = []
+  for name in os.listdir(folder):
+    match = re.fullmatch(r"(\d+)\.npy", name)
+    if match:
+      found.append(int(match.group(1)))
+  return sorted(found)
+
+
+def _to_hwc(x: np.ndarray, channels: int, what: str, path: str) -> np.ndarray:
+  """[H, W, c] / [c, H, W] (and [H, W] when c = 1) → [H, W, c]."""
+  if x.ndim == 2 and channels == 1:
+    return x[:, :, None]
+  if x.ndim == 3 and x.shape[-1] == channels:
+    return x
+  if x.ndim == 3 and x.shape[0] == channels:
+    return np.moveaxis(x, 0, -1)
+  raise ValueError(
+      f"{path}: {what} must have shape [H, W, {channels}] or [{channels}, H, W]"
+      f"{' or [H, W]' if channels == 1 else ''}; got {x.shape}")
+
+
+def load_nyuv2(root: str, split: str = "train", *,
+               max_examples: Optional[int] = None) -> dict[str, np.ndarray]:
+  """Loads one split of the preprocessed NYUv2 into memory.
+
+  Args:
+    root: the dataset directory (layout in the module docstring).
+    split: "train", "val" or "test".
+    max_examples: load only the first this many examples (by index).
+
+  Returns:
+    A dict of NumPy arrays, N examples, NHWC:
+      "image": f32[N, H, W, 3], "seg": i32[N, H, W] (−1 = ignore),
+      "depth": f32[N, H, W, 1] (0 = missing), "normal": f32[N, H, W, 3].
+
+  Raises:
+    FileNotFoundError: the directory, split or a task folder is missing.
+    ValueError: folders disagree on the file indices, a file has the wrong shape, or
+      a label lies outside {−1, 0, ..., 12}.
+  """
+  split_dir = _split_dir(root, split)
+  folders = {f: os.path.join(split_dir, f) for f in _FOLDERS}
+  indices = {f: _indices(path) for f, path in folders.items()}
+  ids = indices["image"]
+  if not ids:
+    raise FileNotFoundError(
+        f"no {{i}}.npy files in {folders['image']!r}; expected {_LAYOUT}")
+  for f in _FOLDERS[1:]:
+    if indices[f] != ids:
+      raise ValueError(
+          f"{folders[f]!r} and {folders['image']!r} hold different file indices "
+          f"({len(indices[f])} vs {len(ids)} files); every example needs image, label, "
+          "depth and normal")
+  if max_examples is not None:
+    ids = ids[:max_examples]
+
+  out = {"image": [], "seg": [], "depth": [], "normal": []}
+  for i in ids:
+    load = lambda f: (np.load(os.path.join(folders[f], f"{i}.npy")),
+                      os.path.join(folders[f], f"{i}.npy"))
+    image, path = load("image")
+    out["image"].append(_to_hwc(image, 3, "image", path).astype(np.float32))
+    label, path = load("label")
+    label = np.rint(_to_hwc(label, 1, "label", path)[..., 0]).astype(np.int32)
+    if label.min() < -1 or label.max() >= NUM_CLASSES:
+      raise ValueError(
+          f"{path}: labels must lie in {{-1, 0, ..., {NUM_CLASSES - 1}}}; got range "
+          f"[{label.min()}, {label.max()}]")
+    out["seg"].append(label)
+    depth, path = load("depth")
+    out["depth"].append(_to_hwc(depth, 1, "depth", path).astype(np.float32))
+    normal, path = load("normal")
+    out["normal"].append(_to_hwc(normal, 3, "normal", path).astype(np.float32))
+    shapes = {out["image"][-1].shape[:2], label.shape, out["depth"][-1].shape[:2],
+              out["normal"][-1].shape[:2]}
+    if len(shapes) != 1:
+      raise ValueError(f"example {i} of {split_dir!r}: image, label, depth and normal "
+                       f"have different spatial sizes {sorted(shapes)}")
+  try:
+    return {k: np.stack(v) for k, v in out.items()}
+  except ValueError as e:
+    raise ValueError(f"examples in {split_dir!r} have different sizes: {e}") from e

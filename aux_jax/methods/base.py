@@ -1,0 +1,115 @@
+"""The method abstraction: how auxiliary signals are combined into one update direction.
+
+A `Method` is a small object of pure functions, in the style of optax:
+
+* ``init(key) -> MethodState``: the learnable auxiliary
+  parameters φ (an empty tuple for methods without any) and a non-learnable state.
+* ``direction(params, phi, state, losses, key) -> (grads, state, model_state, metrics)``:
+  the lower-level update direction G(θ, φ), a pytree like ``params``.
+
+Methods with learnable φ (``Method.learnable``) are trained by the implicit
+hypergradient of `aux_jax.hypergrad` applied to ``direction``; which estimator is used
+is a config choice, independent of the method.
+
+Conventions shared by all methods:
+* ``params = {"backbone": shared θ_s, "heads": per-task heads}``; the module
+  `aux_jax.partition.Partition` covers ``params["backbone"]`` only.
+* Task 0 is the main task, tasks 1..K auxiliary (T = K + 1).
+* `LossFns.per_sample(params) -> (f32[T, B], model_state)`: every task's per-sample
+  losses on its own batch, plus the model state (BatchNorm statistics) of that
+  forward pass. `LossFns.dev(params) -> f32[]`: the main-task loss on a dev batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+
+class LossFns(NamedTuple):
+  """The losses one training step sees (closures over this step's batches)."""
+
+  per_sample: Callable[[PyTree], tuple[jax.Array, PyTree]]
+  dev: Callable[[PyTree], jax.Array]
+
+
+class MethodState(NamedTuple):
+  """phi: learnable auxiliary parameters (pytree; () if none). state: other state."""
+
+  phi: PyTree
+  state: PyTree
+
+
+class Method(NamedTuple):
+  """A weighting of auxiliary losses. See the module docstring.
+
+  Attributes:
+    name: the config name.
+    init: ``key -> MethodState``.
+    direction: ``(params, phi, state, losses, key) -> (grads, state, model_state, metrics)``.
+    learnable: φ is trained by the upper level.
+    symmetric: ∂direction/∂θ is symmetric (direction is the gradient of one scalar).
+    projection: applied to φ after each upper step (e.g. clamping), or None.
+    hyper_wrt: ``"shared"`` (the IFT over the backbone θ_s, heads held fixed, as MAOAL)
+      or ``"all"`` (over every parameter, as AuxiLearn).
+
+  ``direction``'s metrics hold ``"weights"``: the current auxiliary weights to log and
+  plot (f32[K] per task, or f32[K, M] task × module).
+  """
+
+  name: str
+  init: Callable[..., MethodState]
+  direction: Callable[..., tuple[PyTree, PyTree, PyTree, dict]]
+  learnable: bool = False
+  symmetric: bool = False
+  projection: Optional[Callable[[PyTree], PyTree]] = None
+  hyper_wrt: str = "shared"
+
+
+def mean_task_losses(losses: LossFns):
+  """``params -> (f32[T], model_state)``: each task's batch-mean loss."""
+
+  def fn(params):
+    per_sample, model_state = losses.per_sample(params)
+    return jnp.mean(per_sample, axis=1), model_state
+
+  return fn
+
+
+def weighted_loss_grad(losses: LossFns, params, task_weights: jax.Array):
+  """∇_θ Σ_t w_t mean_b ℓ_t(x_b), one backward pass.
+
+  Returns:
+    (grads like params, f32[T] task losses, model_state).
+  """
+
+  def total(p):
+    task_losses, model_state = mean_task_losses(losses)(p)
+    return jnp.dot(task_weights, task_losses), (task_losses, model_state)
+
+  grads, (task_losses, model_state) = jax.grad(total, has_aux=True)(params)
+  return grads, task_losses, model_state
+
+
+def per_task_grads(losses: LossFns, params):
+  """Per-task gradients of the batch-mean losses: one forward, T backward passes.
+
+  Returns:
+    (grads: pytree like params with a leading T axis on every leaf, f32[T] losses,
+     model_state).
+  """
+  task_losses, vjp_fn, model_state = jax.vjp(
+      mean_task_losses(losses), params, has_aux=True)
+  num_tasks = task_losses.shape[0]
+  eye = jnp.eye(num_tasks, dtype=task_losses.dtype)
+  (grads,) = jax.vmap(vjp_fn)(eye)
+  return grads, task_losses, model_state
+
+
+def task_metrics(task_losses: jax.Array) -> dict:
+  """Scalar metrics of the per-task losses (main loss and mean auxiliary loss)."""
+  return {"loss_main": task_losses[0], "loss_aux_mean": jnp.mean(task_losses[1:])}

@@ -1,0 +1,98 @@
+"""A shared backbone applied to every task's own batch, and the masked task loss.
+
+Each task's loss uses its own images, as if each task had its own forward pass (the
+original MAOAL code runs one pass per task). So in training BatchNorm normalises each
+task's chunk by that chunk's own statistics. `multitask_features` does this with one
+`jax.vmap` over the task axis, parameters broadcast: XLA folds the task axis into
+the batch axis of every convolution, so it costs one pass over `T·B` images, and only
+the reductions (BatchNorm statistics) stay per task.
+
+The running statistics returned are the update from the main task's chunk alone
+(task 0): evaluation is on the main task, and statistics dominated by auxiliary
+images would not match its inputs (a defect of the original code).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
+                       train: bool) -> tuple[jnp.ndarray, Any]:
+  """Backbone features of every task's batch.
+
+  Args:
+    backbone: a linen module with `__call__(x, train)` mapping `f32[B, H, W, C]` to
+      `f32[B, F]`.
+    variables: its variables, `{'params': ..., 'batch_stats': ...}` (`batch_stats`
+      only if it has BatchNorm).
+    images: `f32[T, B, H, W, C]`, task `t`'s batch in row `t`.
+    train: training mode: per-task-chunk batch statistics, and the main task's
+      running-statistics update is returned. Otherwise running averages are used.
+
+  Returns:
+    `(features f32[T, B, F], new_batch_stats)`. `new_batch_stats` is the
+    `batch_stats` collection after the update from task 0's chunk when `train` and
+    the backbone has BatchNorm, otherwise None.
+  """
+  if images.ndim < 3:
+    raise ValueError(f"images must be [T, B, ...], got shape {images.shape}")
+  has_bn = "batch_stats" in variables
+  if not train:
+    t, b = images.shape[:2]
+    feats = backbone.apply(variables, images.reshape((t * b,) + images.shape[2:]),
+                           train=False)
+    return feats.reshape((t, b) + feats.shape[1:]), None
+  if not has_bn:
+    feats = jax.vmap(lambda x: backbone.apply(variables, x, train=True))(images)
+    return feats, None
+
+  def one_task(x):
+    feats, updates = backbone.apply(variables, x, train=True, mutable=["batch_stats"])
+    return feats, updates["batch_stats"]
+
+  feats, stats = jax.vmap(one_task)(images)
+  return feats, jax.tree.map(lambda s: s[0], stats)
+
+
+def single_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
+                    train: bool) -> tuple[jnp.ndarray, Any]:
+  """Backbone features of one batch `f32[B, H, W, C] -> f32[B, F]` (e.g. the dev batch).
+
+  Returns:
+    `(features, new_batch_stats)`, `new_batch_stats` None unless `train` and the
+    backbone has BatchNorm. Discard it to leave running statistics untouched.
+  """
+  if train and "batch_stats" in variables:
+    feats, updates = backbone.apply(variables, images, train=True, mutable=["batch_stats"])
+    return feats, updates["batch_stats"]
+  return backbone.apply(variables, images, train=train), None
+
+
+def masked_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
+                         num_classes) -> jnp.ndarray:
+  """Per-sample softmax cross-entropy over each task's own classes.
+
+  With `C = num_classes` of the sample's task and `z` its logits,
+  `ℓ = logsumexp(z[:C]) − z[label]`: logits at class indices `>= C` are excluded
+  (a task with fewer classes than `C_max` uses the first `C` head outputs).
+
+  Args:
+    logits: `f32[..., C_max]`.
+    labels: `int[...]`, in `[0, num_classes)`.
+    num_classes: int, or an int array broadcastable to `labels` (e.g. `i32[T, 1]`
+      for `labels` `i32[T, B]`).
+
+  Returns:
+    `f32[...]` losses.
+  """
+  c_max = logits.shape[-1]
+  num_classes = jnp.asarray(num_classes)
+  mask = jnp.arange(c_max) < num_classes[..., None]
+  masked = jnp.where(mask, logits, -jnp.inf)
+  return optax.softmax_cross_entropy_with_integer_labels(masked, labels)

@@ -1,0 +1,1 @@
+"""Thin absl launchers over the aux_jax library."""

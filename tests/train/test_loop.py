@@ -1,0 +1,99 @@
+"""The training loop on the embedded default: workdir contents, model selection on dev,
+learned weights (harmful < helpful), and resuming a killed run to the same result."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from aux_jax.data import get_dataset
+from aux_jax.train.experiment import build_experiment
+from aux_jax.train.loop import load_metrics, train_and_evaluate
+from configs import maoal_digits
+
+STEPS = 100
+
+
+def _config():
+  c = maoal_digits.get_config()
+  c.optim.num_steps = STEPS
+  c.hyper.interval = 4
+  c.hyper.lr = 0.03
+  c.train.log_every = 10
+  c.train.eval_every = 20
+  c.train.checkpoint_every = 20
+  return c
+
+
+@pytest.fixture(scope="module")
+def experiment():
+  c = _config()
+  return build_experiment(c, get_dataset(c.data.name))
+
+
+@pytest.fixture(scope="module")
+def full_run(experiment, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("full"))
+  lines = []
+  summary = train_and_evaluate(_config(), workdir, experiment=experiment,
+                               progress=lines.append)
+  return workdir, summary, lines
+
+
+def test_workdir_contents_and_dev_selection(full_run):
+  workdir, summary, lines = full_run
+  for name in ("config.json", "metrics.jsonl", "test_metrics.json", "weights.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  assert os.listdir(os.path.join(workdir, "checkpoints"))
+  assert os.listdir(os.path.join(workdir, "best"))
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["method"]["name"] == "maoal"
+  with open(os.path.join(workdir, "test_metrics.json")) as f:
+    assert json.load(f) == pytest.approx(summary)
+  assert len(lines) == STEPS // 20 and "dev_acc" in lines[-1]
+
+  records = load_metrics(workdir)
+  assert [r["step"] for r in records] == list(range(10, STEPS + 1, 10))
+  evals = [r for r in records if "dev_accuracy" in r]
+  dev = [r["dev_accuracy"] for r in evals]
+  # Model selection: the first step with the best dev accuracy, never the test set.
+  assert summary["best_step"] == evals[int(np.argmax(dev))]["step"]
+  assert summary["best_dev_accuracy"] == pytest.approx(max(dev))
+  assert summary["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+  assert summary["hypergrad_applied"] + summary["hypergrad_skipped"] == STEPS // 4
+
+
+def test_maoal_learns_lower_weight_for_the_harmful_task(full_run, experiment):
+  workdir, _, _ = full_run
+  names = experiment.data.task_names[1:]
+  omega = np.asarray(load_metrics(workdir)[-1]["weights"])  # [K, M]
+  assert omega.shape == (len(names), experiment.partition.num_modules)
+  helpful = omega[names.index("aux_digit")].mean()
+  harmful = omega[names.index("aux_random")].mean()
+  assert harmful < helpful - 0.05, (names, omega)
+
+
+def test_killed_run_resumes_to_the_same_result(full_run, experiment, tmp_path):
+  workdir_full, summary_full, _ = full_run
+  workdir = str(tmp_path)
+  calls = 0
+
+  def dies_at_step_50(state):
+    nonlocal calls
+    calls += 1
+    if calls > 50:
+      raise KeyboardInterrupt("killed")
+    return experiment.lower_step(state)
+
+  with pytest.raises(KeyboardInterrupt):
+    train_and_evaluate(_config(), workdir, progress=lambda _: None,
+                       experiment=experiment._replace(lower_step=dies_at_step_50))
+  lines = []
+  summary = train_and_evaluate(_config(), workdir, experiment=experiment,
+                               progress=lines.append)
+  assert lines[0] == "resumed from step 40"
+  for key in ("test_accuracy", "test_loss", "best_step", "best_dev_accuracy",
+              "final_test_accuracy", "hypergrad_applied"):
+    assert summary[key] == summary_full[key], key
+  assert load_metrics(workdir) == load_metrics(workdir_full)

@@ -5,13 +5,16 @@ digits (helpful), parity and digit ≥ 5 (helpful, coarser), random labels (harm
 See `aux_jax.data.digits`. Runs in about two minutes on a 2-core CPU.
 
     python -m experiments.train --config=configs/maoal_digits.py --workdir=workdirs/digits
-    python -m experiments.train --config=configs/maoal_digits.py --config.method.name=gcs ...
+    python -m experiments.train --config=configs/maoal_digits.py:gcs --workdir=...
+
+The optional argument after ':' names the method (sll | equal | unif | gcs | auxl |
+maoal; default maoal) and sets that method's own upper-level settings.
 """
 
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -29,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"
 
   c.method = ml_collections.ConfigDict()
-  c.method.name = "maoal"           # sll | equal | unif | gcs | auxl | maoal
+  c.method.name = method or "maoal"  # sll | equal | unif | gcs | auxl | maoal
   c.method.partition = "module_wise"  # global | module_wise | param_wise
   c.method.kwargs = ml_collections.ConfigDict()
 
@@ -56,6 +59,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.hyper.momentum = 0.9
   c.hyper.weight_decay = 5e-4
   c.hyper.max_norm = 10.0
+
+  if c.method.name == "auxl":
+    # AuxL as the MAOAL paper runs it: nonlinear monotone combiner T→5→5→1 over the
+    # batch-mean losses, SGD 1e-3 on φ, Neumann α 1e-4 (no α prefactor).
+    c.method.kwargs = ml_collections.ConfigDict(
+        {"net": "nonlinear", "hidden": (5, 5), "monotone": True})
+    c.hyper.optimizer = "sgd"
+    c.hyper.lr = 1e-3
+    c.hyper.step = 1e-4
+    c.hyper.weight_decay = 0.0
 
   c.train = ml_collections.ConfigDict()
   c.train.log_every = 50

@@ -31,10 +31,16 @@ PyTree = Any
 
 
 class LossFns(NamedTuple):
-  """The losses one training step sees (closures over this step's batches)."""
+  """The losses one training step sees (closures over this step's batches).
+
+  ``per_task`` is optional: ``per_task(stacked_params)`` is ``per_sample`` with task t
+  computed from its own copy ``stacked_params[t]`` (every leaf with a leading T axis).
+  When given, `per_task_grads` gets all T gradients from one backward pass.
+  """
 
   per_sample: Callable[[PyTree], tuple[jax.Array, PyTree]]
   dev: Callable[[PyTree], jax.Array]
+  per_task: Optional[Callable[[PyTree], tuple[jax.Array, PyTree]]] = None
 
 
 class MethodState(NamedTuple):
@@ -96,12 +102,33 @@ def weighted_loss_grad(losses: LossFns, params, task_weights: jax.Array):
 
 
 def per_task_grads(losses: LossFns, params):
-  """Per-task gradients of the batch-mean losses: one forward, T backward passes.
+  """Per-task gradients of the batch-mean losses ∇_θ mean_b ℓ_t, t = 0..T−1.
+
+  With `LossFns.per_task`: one forward and one backward pass, differentiating
+  Σ_t ℓ_t(θ_t) w.r.t. T copies θ_t = θ. Otherwise the reference path
+  `per_task_grads_reference`.
 
   Returns:
     (grads: pytree like params with a leading T axis on every leaf, f32[T] losses,
      model_state).
   """
+  if losses.per_task is None:
+    return per_task_grads_reference(losses, params)
+  num_tasks = jax.eval_shape(losses.per_sample, params)[0].shape[0]
+  stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_tasks,) + x.shape), params)
+
+  def total(ps):
+    per_sample, model_state = losses.per_task(ps)
+    task_losses = jnp.mean(per_sample, axis=1)
+    return jnp.sum(task_losses), (task_losses, model_state)
+
+  grads, (task_losses, model_state) = jax.grad(total, has_aux=True)(stacked)
+  return grads, task_losses, model_state
+
+
+def per_task_grads_reference(losses: LossFns, params):
+  """Per-task gradients by one forward and T backward passes (vmap over one-hot
+  cotangents): simple, and the reference the fast path is tested against."""
   task_losses, vjp_fn, model_state = jax.vjp(
       mean_task_losses(losses), params, has_aux=True)
   num_tasks = task_losses.shape[0]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from aux_jax.methods.base import Method, MethodState, per_task_grads, task_metrics
+from aux_jax.methods.base import (Method, MethodState, mean_task_losses, per_task_grads,
+                                  task_metrics)
 from aux_jax.partition import Partition, module_broadcast
 from aux_jax.rules.tree import task_combine
 
@@ -40,16 +41,27 @@ def maoal(num_tasks: int, partition: Partition) -> Method:
     return MethodState(phi=jnp.ones((num_aux, partition.num_modules), jnp.float32),
                        state=())
 
+  head_w = jnp.concatenate([jnp.ones((1,)), jnp.full((num_aux,), 1.0 / num_aux)])
+
   def direction(params, w, state, losses, key):
     del key
-    grads, task_losses, model_state = per_task_grads(losses, params)
     omega = jax.nn.relu(w)
     coeff = task_module_coefficients(omega)                      # [T, M]
-    scale = module_broadcast(partition, coeff)                   # leaves [T, 1, ...]
-    backbone = jax.tree.map(lambda g, c: jnp.sum(c * g, axis=0),
-                            grads["backbone"], scale)
-    head_w = jnp.concatenate([jnp.ones((1,)), jnp.full((num_aux,), 1.0 / num_aux)])
-    heads = task_combine(grads["heads"], head_w)
+    if partition.num_modules < num_tasks:
+      # G_m = ∇_{θ_m} Σ_t c[t, m] ℓ_t: one forward, M plain backward passes.
+      task_losses, vjp_fn, model_state = jax.vjp(
+          mean_task_losses(losses), params, has_aux=True)
+      per_module = [vjp_fn(coeff[:, m])[0]["backbone"]
+                    for m in range(partition.num_modules)]
+      backbone = jax.tree.map(lambda m, *gs: gs[m], partition.assignment, *per_module)
+      heads = vjp_fn(head_w.astype(task_losses.dtype))[0]["heads"]
+    else:
+      # Many modules (e.g. param_wise): scale the T per-task gradients per module.
+      grads, task_losses, model_state = per_task_grads(losses, params)
+      scale = module_broadcast(partition, coeff)                 # leaves [T, 1, ...]
+      backbone = jax.tree.map(lambda g, c: jnp.sum(c * g, axis=0),
+                              grads["backbone"], scale)
+      heads = task_combine(grads["heads"], head_w)
     out = {"backbone": backbone, "heads": heads}
     return out, state, model_state, {**task_metrics(task_losses), "weights": omega}
 

@@ -23,7 +23,7 @@ import optax
 
 
 def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
-                       train: bool) -> tuple[jnp.ndarray, Any]:
+                       train: bool, stacked: bool = False) -> tuple[jnp.ndarray, Any]:
   """Backbone features of every task's batch.
 
   Args:
@@ -34,6 +34,10 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
     images: `f32[T, B, H, W, C]`, task `t`'s batch in row `t`.
     train: training mode: per-task-chunk batch statistics, and the main task's
       running-statistics update is returned. Otherwise running averages are used.
+    stacked: ``variables["params"]`` has a leading task axis T, and task t's chunk
+      is computed with its own copy. With copies of the same θ this gives the same
+      features, but the gradient w.r.t. the copies holds every task's gradient,
+      all from one backward pass (`aux_jax.methods.base.per_task_grads`).
 
   Returns:
     `(features f32[T, B, F], new_batch_stats)`. `new_batch_stats` is the
@@ -44,19 +48,24 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
     raise ValueError(f"images must be [T, B, ...], got shape {images.shape}")
   has_bn = "batch_stats" in variables
   if not train:
+    if stacked:
+      raise ValueError("stacked parameters are for training (per-task gradients) only")
     t, b = images.shape[:2]
     feats = backbone.apply(variables, images.reshape((t * b,) + images.shape[2:]),
                            train=False)
     return feats.reshape((t, b) + feats.shape[1:]), None
+  params_axis = 0 if stacked else None
   if not has_bn:
-    feats = jax.vmap(lambda x: backbone.apply(variables, x, train=True))(images)
+    feats = jax.vmap(lambda p, x: backbone.apply({"params": p}, x, train=True),
+                     in_axes=(params_axis, 0))(variables["params"], images)
     return feats, None
 
-  def one_task(x):
-    feats, updates = backbone.apply(variables, x, train=True, mutable=["batch_stats"])
+  def one_task(p, x):
+    feats, updates = backbone.apply({**variables, "params": p}, x, train=True,
+                                    mutable=["batch_stats"])
     return feats, updates["batch_stats"]
 
-  feats, stats = jax.vmap(one_task)(images)
+  feats, stats = jax.vmap(one_task, in_axes=(params_axis, 0))(variables["params"], images)
   return feats, jax.tree.map(lambda s: s[0], stats)
 
 

@@ -58,6 +58,7 @@ class Experiment(NamedTuple):
   method: Method
   partition: Partition
   init: Callable[[], TrainState]
+  losses_at: Callable[[TrainState, jax.Array], LossFns]
   lower_step: Callable[[TrainState], tuple[TrainState, dict]]
   upper_step: Callable[[TrainState], tuple[TrainState, dict]]
   evaluate: Callable[[TrainState, str], dict]
@@ -169,13 +170,22 @@ def build_experiment(config: ml_collections.ConfigDict, data: MultiTaskData) -> 
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
       return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
 
+    def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
+      feats, new_stats = multitask_features(
+          backbone, variables_of(stacked, state.batch_stats), images, train=True,
+          stacked=True)
+      heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
+                           stacked["heads"])
+      logits = apply_heads(heads, feats.astype(jnp.float32))
+      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+
     def dev(params):
       feats = backbone.apply(variables_of(params, state.batch_stats), dimages,
                              train=False)
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
       return jnp.mean(masked_cross_entropy(logits, dlabels, num_classes[0]))
 
-    return LossFns(per_sample=per_sample, dev=dev)
+    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task)
 
   # Donating the state halves peak memory on accelerators (CPU cannot use it).
   donate = () if jax.default_backend() == "cpu" else (0,)
@@ -251,5 +261,5 @@ def build_experiment(config: ml_collections.ConfigDict, data: MultiTaskData) -> 
     return {f"{split}_loss": float(loss) / n, f"{split}_accuracy": float(correct) / n}
 
   return Experiment(config=cfg, data=data, method=method, partition=partition,
-                    init=init, lower_step=lower_step, upper_step=upper_step,
+                    init=init, losses_at=losses_at, lower_step=lower_step, upper_step=upper_step,
                     evaluate=evaluate)

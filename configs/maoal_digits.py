@@ -7,8 +7,9 @@ See `aux_jax.data.digits`. Runs in about two minutes on a 2-core CPU.
     python -m experiments.train --config=configs/maoal_digits.py --workdir=workdirs/digits
     python -m experiments.train --config=configs/maoal_digits.py:gcs --workdir=...
 
-The optional argument after ':' names the method (sll | equal | unif | gcs | auxl |
-maoal; default maoal) and sets that method's own upper-level settings.
+The optional argument after ':' names the method (any of `aux_jax.methods.METHODS`:
+sll | equal | unif | gcs | auxl | maoal | pcgrad | cagrad | gradnorm | olaux | slgrad |
+attittud; default maoal) and sets that method's own upper-level settings.
 """
 
 import ml_collections
@@ -32,7 +33,7 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c.model.dtype = "float32"
 
   c.method = ml_collections.ConfigDict()
-  c.method.name = method or "maoal"  # sll | equal | unif | gcs | auxl | maoal
+  c.method.name = method or "maoal"  # any name in aux_jax.methods.METHODS
   c.method.partition = "module_wise"  # global | module_wise | param_wise
   c.method.kwargs = ml_collections.ConfigDict()
 

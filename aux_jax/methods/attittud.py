@@ -1,0 +1,168 @@
+"""ATTITTUD: auxiliary-update decomposition (Dery et al., ICLR 2021, "Auxiliary Task
+Update Decomposition: The Good, The Bad and The Neutral"; DESIGN 3.4).
+
+The shared parameters θ_s (the backbone) get the main gradient plus a filtered
+auxiliary gradient; each head gets its own task's plain gradient:
+
+    V         orthonormal basis (k × D) of the span of per-example main-task
+              gradients, rebuilt every ``pca_every`` steps (steps 0, N, 2N, ...)
+              by a randomized range finder on the step's batch
+              (`aux_jax.rules.subspace_basis`), kept in the state otherwise
+    g*        = ∇_{θ_s} mean_b ℓ_0                      (main-task gradient)
+    g         = Σ_{k≥1} ∇_{θ_s} mean_b ℓ_k              (summed auxiliary gradient)
+    p = V g,  p* = V g*,  m = [p ⊙ p* > 0]
+    g+ = Vᵀ(p ⊙ m),  g− = Vᵀ(p ⊙ (1 − m)),  g⊥ = g − g+ − g−
+    G_s       = g* + λ⊥ g⊥ + λ+ g+ + λ− g−              (`aux_jax.rules.attittud_combine`)
+
+with ``lambdas = (λ⊥, λ+, λ−)``, default (1, 0, 0): keep only the part of the
+auxiliary gradient outside the main task's gradient subspace.
+
+The basis is built from the main task's per-sample losses of the first
+n = min(``nsamples``, B) samples of the batch (all B by default), as a function of
+θ_s with the heads fixed. The n per-example gradients span at most n dimensions,
+so the range finder uses k = min(``num_basis``, n) columns (more would add
+arbitrary directions); the stored basis always has ``num_basis`` slices, the
+unused ones zero (they contribute nothing to p, p*, g+ or g−). Before the first
+rebuild (never visible: step 0 rebuilds) the basis is all zero.
+
+Differences from the original: g* is the whole batch's mean main gradient (the
+original uses a 32-example subsample), and head gradients are fresh every step
+(the original's primary-head gradient accumulates; DESIGN 3.4).
+
+The logged ``weights`` f32[K] are each auxiliary task's effective scale: given the
+mask m (from the summed g), ĝ = A g with A = λ⊥(I − VᵀV) + Vᵀ diag(λ+ m + λ−(1−m)) V,
+and weights[k] = ⟨g_k, A g_k⟩ / ‖g_k‖² (1 for λ = (1, 1, 1); the fraction of g_k
+outside the span for λ = (1, 0, 0); 0 for a zero gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aux_jax.methods.base import Method, MethodState, per_task_grads, task_metrics
+from aux_jax.partition import Partition
+from aux_jax.rules.attittud import combine as attittud_combine
+from aux_jax.rules.attittud import subspace_basis
+from aux_jax.rules.tree import task_combine, task_dots, task_norms, task_slice
+
+PyTree = Any
+
+
+class AttittudState(NamedTuple):
+  """State of the ATTITTUD method.
+
+  Attributes:
+    basis: V, a pytree like the backbone with a leading axis ``num_basis`` on every
+      leaf (orthonormal or zero slices), float32.
+    count: i32[]. Steps since the last rebuild, modulo ``pca_every``; the basis is
+      rebuilt on a step that starts with ``count == 0``.
+  """
+
+  basis: PyTree
+  count: jax.Array
+
+
+def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
+             nsamples: Optional[int] = None, pca_every: int = 10,
+             lambdas: Sequence[float] = (1.0, 0.0, 0.0), power_iters: int = 0) -> Method:
+  """The ATTITTUD `Method`.
+
+  Args:
+    num_tasks: T (≥ 2).
+    partition: the partition of the backbone, built by
+      `aux_jax.partition.make_partition` (its tree structure and ``leaf_shapes``
+      give the basis's shapes).
+    num_basis: k, the basis size (1 ≤ k ≤ number of backbone parameters).
+    nsamples: main-task samples used for the basis (None: the whole batch).
+    pca_every: steps between basis rebuilds (≥ 1).
+    lambdas: (λ⊥, λ+, λ−).
+    power_iters: power iterations of the range finder (≥ 0).
+
+  Returns:
+    A `Method` whose state is an `AttittudState`. Metrics: ``weights`` f32[K]
+    (see the module docstring), ``basis_refreshed`` f32[] (1 on rebuild steps),
+    ``aux_in_span_fraction`` f32[] = ‖VᵀVg‖²/‖g‖².
+
+  Raises:
+    ValueError: on out-of-range options or a partition without leaf shapes.
+  """
+  if num_tasks < 2:
+    raise ValueError(f"attittud needs at least one auxiliary task, got num_tasks={num_tasks}")
+  lambdas = tuple(float(l) for l in lambdas)
+  if len(lambdas) != 3:
+    raise ValueError(f"attittud lambdas must be (λ⊥, λ+, λ−), got {lambdas}")
+  if pca_every < 1:
+    raise ValueError(f"attittud needs pca_every >= 1, got {pca_every}")
+  if nsamples is not None and nsamples < 1:
+    raise ValueError(f"attittud needs nsamples >= 1 or None, got {nsamples}")
+  if power_iters < 0:
+    raise ValueError(f"attittud needs power_iters >= 0, got {power_iters}")
+  assignment_leaves, treedef = jax.tree.flatten(partition.assignment)
+  shapes = partition.leaf_shapes
+  if len(shapes) != len(assignment_leaves):
+    raise ValueError("attittud needs the partition's leaf_shapes; build it with "
+                     "aux_jax.partition.make_partition")
+  dim = sum(math.prod(s) for s in shapes)
+  if not 1 <= num_basis <= dim:
+    raise ValueError(f"attittud needs 1 <= num_basis <= {dim} (the number of backbone "
+                     f"parameters), got {num_basis}")
+  l_perp, l_plus, l_minus = lambdas
+  aux_sum = jnp.concatenate([jnp.zeros((1,)), jnp.ones((num_tasks - 1,))])
+
+  def init(key):
+    del key
+    basis = jax.tree.unflatten(
+        treedef, [jnp.zeros((num_basis,) + tuple(s), jnp.float32) for s in shapes])
+    return MethodState(phi=(), state=AttittudState(basis, jnp.zeros((), jnp.int32)))
+
+  def direction(params, phi, state, losses, key):
+    del phi
+    heads, backbone = params["heads"], params["backbone"]
+    batch = jax.eval_shape(losses.per_sample, params)[0].shape[1]
+    n = batch if nsamples is None else min(nsamples, batch)
+    k = min(num_basis, n)
+
+    def main_losses(bb):  # f32[n]
+      return losses.per_sample({"backbone": bb, "heads": heads})[0][0, :n]
+
+    def rebuild(old):
+      new = subspace_basis(main_losses, backbone, key, k, power_iters)
+      return jax.tree.map(
+          lambda v, o: jnp.concatenate(
+              [v.astype(o.dtype), jnp.zeros((num_basis - k,) + v.shape[1:], o.dtype)]),
+          new, old)
+
+    refresh = state.count == 0
+    basis = jax.lax.cond(refresh, rebuild, lambda old: old, state.basis)
+
+    grads, task_losses, model_state = per_task_grads(losses, params)
+    shared = grads["backbone"]
+    g_star = task_slice(shared, 0)
+    g_aux = task_combine(shared, aux_sum)
+    g_hat = attittud_combine(g_aux, basis, g_star, lambdas)
+    out = {"backbone": jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_star, g_hat),
+           "heads": task_combine(grads["heads"], jnp.ones((num_tasks,)))}
+
+    # Effective per-task scales (see the module docstring).
+    aux = jax.tree.map(lambda x: x[1:], shared)
+    q = jax.vmap(lambda g: task_dots(basis, g))(aux)                 # [K, k]
+    p, p_star = jnp.sum(q, axis=0), task_dots(basis, g_star)
+    agree = (p * p_star > 0).astype(q.dtype)
+    d = l_plus * agree + l_minus * (1.0 - agree)
+    sq = task_norms(aux) ** 2
+    quad = l_perp * (sq - jnp.sum(q * q, axis=1)) + jnp.sum(d * q * q, axis=1)
+    weights = jnp.where(sq > 0, quad / jnp.where(sq > 0, sq, 1.0), 0.0)
+    g_sq = optax.tree.norm(g_aux, squared=True)
+    in_span = jnp.where(g_sq > 0, jnp.sum(p * p) / jnp.where(g_sq > 0, g_sq, 1.0), 0.0)
+    metrics = {**task_metrics(task_losses), "weights": weights,
+               "basis_refreshed": refresh.astype(jnp.float32),
+               "aux_in_span_fraction": in_span}
+    new_state = AttittudState(basis, (state.count + 1) % pca_every)
+    return out, new_state, model_state, metrics
+
+  return Method(name="attittud", init=init, direction=direction)

@@ -1,0 +1,67 @@
+"""SLGrad: sample-level task weights from gradient alignment with a dev batch
+(Grégoire et al., 2023, "Sample-Level Weighting for Multi-Task Learning with
+Auxiliary Tasks"; DESIGN 3.3).
+
+Every step, with shared parameters θ_s (the backbone, heads held fixed) and the
+step's dev batch of the main task:
+
+    g_val   = ∇_{θ_s} L_dev                           (mean main-task dev loss)
+    a[t, i] = ⟨∇_{θ_s} ℓ_t(x_i), g_val⟩                (every task t, sample i)
+    W       = max(a, 0) / Σ_{t,i} max(a, 0)             (all 0 if the sum is 0)
+    G       = ∇_θ Σ_{t,i} W[t, i] ℓ_t(x_i)              (all parameters, heads too)
+
+a comes from one forward-mode product of θ_s ↦ ℓ ∈ R^{T×B} along g_val
+(`aux_jax.rules.sample_alignments`), G from one backward pass of the weighted
+per-sample loss. One update per batch, weights from the current batch (the
+original's extra "look-ahead" step with the previous batch's weights is a defect
+and is not reproduced). W is a constant of the update (no gradient through it).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from aux_jax.methods.base import Method, MethodState, task_metrics
+from aux_jax.rules.slgrad import sample_alignments, slgrad_weights
+
+
+def slgrad(num_tasks: int) -> Method:
+  """The SLGrad `Method` over T = ``num_tasks`` tasks.
+
+  ``direction``'s metrics: ``weights`` f32[K] = Σ_i W[k, i] (each auxiliary task's
+  total weight), ``main_weight`` f32[] = Σ_i W[0, i], ``main_sample_weights``
+  f32[B] = W[0, :], and ``positive_fraction`` f32[] = the fraction of (t, i) with
+  a[t, i] > 0.
+
+  Raises:
+    ValueError: fewer than 2 tasks.
+  """
+  if num_tasks < 2:
+    raise ValueError(f"slgrad needs at least one auxiliary task, got num_tasks={num_tasks}")
+
+  def init(key):
+    del key
+    return MethodState(phi=(), state=())
+
+  def direction(params, phi, state, losses, key):
+    del phi, key
+    heads = params["heads"]
+    merge = lambda bb: {"backbone": bb, "heads": heads}
+    backbone = params["backbone"]
+    g_val = jax.grad(lambda bb: losses.dev(merge(bb)))(backbone)
+    align = sample_alignments(lambda bb: losses.per_sample(merge(bb))[0], backbone, g_val)
+    w = slgrad_weights(align)                                     # [T, B]
+
+    def total(p):
+      per_sample, model_state = losses.per_sample(p)
+      return jnp.sum(w.astype(per_sample.dtype) * per_sample), (per_sample, model_state)
+
+    grads, (per_sample, model_state) = jax.grad(total, has_aux=True)(params)
+    task_w = jnp.sum(w, axis=1)
+    metrics = {**task_metrics(jnp.mean(per_sample, axis=1)), "weights": task_w[1:],
+               "main_weight": task_w[0], "main_sample_weights": w[0],
+               "positive_fraction": jnp.mean((align > 0).astype(jnp.float32))}
+    return grads, state, model_state, metrics
+
+  return Method(name="slgrad", init=init, direction=direction)

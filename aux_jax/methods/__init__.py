@@ -70,5 +70,5 @@ def get_method(name: str, num_tasks: int, partition=None, **kwargs) -> Method:
   raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
 
 
-__all__ = ["LossFns", "METHODS", "Method", "MethodState", "get_method",
+__all__ = ["LossFns", "METHODS", "Method", "MethodState", "fixed_weights", "get_method",
            "per_task_grads"]

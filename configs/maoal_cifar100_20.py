@@ -43,6 +43,9 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c.optim.lr = 0.1
   c.optim.num_steps = EPOCHS * (MAIN_TRAIN_IMAGES // BATCH)
 
+  if c.method.name == "gradnorm":
+    # GradNorm balances gradient norms at the last shared layer.
+    c.method.kwargs = ml_collections.ConfigDict({"layer": r"^stage4/block1/conv2/"})
   if c.method.name == "maoal":
     c.hyper.step = 1.0                # the original's α (the series may diverge: skipped)
     c.hyper.lr = 0.01

@@ -113,8 +113,7 @@ def neumann(
 
   (v_last, p), _ = jax.lax.scan(body, (v0, v0), None, length=steps)
   scale = step if scale_by_step else 1.0
-  if scale_by_step:
-    p = optax.tree.scale(step, p)
+  p = optax.tree.scale(scale, p)
   first, last = optax.tree.norm(v0), optax.tree.norm(v_last)
   ratio = last / jnp.maximum(first, jnp.finfo(first.dtype).tiny)
   diverged = ~all_finite(p) | (ratio > 1.0)

@@ -16,11 +16,22 @@ from aux_jax.methods.maoal import maoal
 from aux_jax.methods.slgrad import slgrad
 from aux_jax.methods.surgery import cagrad, pcgrad
 
-METHODS = ("sll", "equal", "unif", "gcs", "auxl", "maoal", "pcgrad", "cagrad", "gradnorm",
-           "olaux", "slgrad", "attittud")
-
-# Methods that need the partition of the shared parameters.
-_NEEDS_PARTITION = ("maoal", "gradnorm", "attittud")
+# name -> (builder(num_tasks, partition, **kwargs), needs the partition).
+_REGISTRY = {
+    "sll": (lambda t, p, **kw: sll(t), False),
+    "equal": (lambda t, p, **kw: equal(t), False),
+    "unif": (lambda t, p, **kw: unif(t), False),
+    "gcs": (lambda t, p, **kw: gcs(t), False),
+    "auxl": (lambda t, p, **kw: auxl(t, **kw), False),
+    "maoal": (lambda t, p, **kw: maoal(t, p), True),
+    "pcgrad": (lambda t, p, **kw: pcgrad(t, **kw), False),
+    "cagrad": (lambda t, p, **kw: cagrad(t, **kw), False),
+    "gradnorm": (lambda t, p, **kw: gradnorm(t, p, **kw), True),
+    "olaux": (lambda t, p, **kw: olaux(t, **kw), False),
+    "slgrad": (lambda t, p, **kw: slgrad(t, **kw), False),
+    "attittud": (lambda t, p, **kw: attittud(t, p, **kw), True),
+}
+METHODS = tuple(_REGISTRY)
 
 
 def get_method(name: str, num_tasks: int, partition=None, **kwargs) -> Method:
@@ -41,33 +52,12 @@ def get_method(name: str, num_tasks: int, partition=None, **kwargs) -> Method:
   Raises:
     ValueError: unknown name, or a missing partition.
   """
-  if name in _NEEDS_PARTITION and partition is None:
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
+  build, needs_partition = _REGISTRY[name]
+  if needs_partition and partition is None:
     raise ValueError(f"{name} needs a partition of the shared parameters")
-  if name == "sll":
-    return sll(num_tasks)
-  if name == "equal":
-    return equal(num_tasks)
-  if name == "unif":
-    return unif(num_tasks)
-  if name == "gcs":
-    return gcs(num_tasks)
-  if name == "auxl":
-    return auxl(num_tasks, **kwargs)
-  if name == "maoal":
-    return maoal(num_tasks, partition)
-  if name == "pcgrad":
-    return pcgrad(num_tasks, **kwargs)
-  if name == "cagrad":
-    return cagrad(num_tasks, **kwargs)
-  if name == "gradnorm":
-    return gradnorm(num_tasks, partition, **kwargs)
-  if name == "olaux":
-    return olaux(num_tasks, **kwargs)
-  if name == "slgrad":
-    return slgrad(num_tasks, **kwargs)
-  if name == "attittud":
-    return attittud(num_tasks, partition, **kwargs)
-  raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
+  return build(num_tasks, partition, **kwargs)
 
 
 __all__ = ["LossFns", "METHODS", "Method", "MethodState", "fixed_weights", "get_method",

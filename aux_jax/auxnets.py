@@ -128,8 +128,9 @@ class _Conv(nn.Module):
     w = _WNKernel((k, k, x.shape[-1], self.features), self.init_bounds,
                   self.weight_norm, name="wn")()
     b = self.param("bias", nn.initializers.zeros, (self.features,))
+    dtype = jnp.result_type(x, w)
     y = jax.lax.conv_general_dilated(
-        x, w, window_strides=(1, 1), padding="SAME",
+        x.astype(dtype), w.astype(dtype), window_strides=(1, 1), padding="SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + b
 

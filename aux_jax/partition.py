@@ -45,9 +45,30 @@ SMALL_CNN_MODULES = (
     ("dense", r"^dense/"),
 )
 
+# One module per hidden layer of the default `MLP(hidden=(64, 64, 64))`; another
+# depth needs its own rules (or the global / param_wise partition).
+MLP_MODULES = (
+    ("layer0", r"^layer0/"),
+    ("layer1", r"^layer1/"),
+    ("layer2", r"^layer2/"),
+)
+
+MULTI_LENET_MODULES = (
+    ("conv1", r"^conv1/"),
+    ("conv2", r"^conv2/"),
+    ("dense", r"^dense/"),
+)
+
+# SegNetBody: the encoder and the decoder, one module each per resolution level.
+SEGNET_MODULES = tuple((f"{part}{i}", f"^{part}{i}_") for part in ("enc", "dec")
+                       for i in range(5))
+
 _RULES = {
+    "segnet": SEGNET_MODULES,
     "resnet18_cifar": RESNET18_CIFAR_MODULES,
     "small_cnn": SMALL_CNN_MODULES,
+    "mlp": MLP_MODULES,
+    "multi_lenet": MULTI_LENET_MODULES,
 }
 
 

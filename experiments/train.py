@@ -8,13 +8,12 @@ checkpoint, the final test metrics and a heatmap of the learned weights into the
 workdir; rerunning with the same workdir resumes from the last checkpoint.
 """
 
+import importlib
 import json
 import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
-
-from aux_jax.train.loop import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -28,29 +27,36 @@ def main(argv):
   # Progress lines are printed; keep the libraries' (orbax's) info logs out of them.
   logging.set_verbosity(logging.WARNING)
   config, workdir = _CONFIG.value, _WORKDIR.value
-  if "aang" in config:  # text experiments with searched auxiliary objectives
-    summary = run_aang_experiment(config, workdir)
-  else:
-    summary = train_and_evaluate(config, workdir)
-  print(json.dumps(summary, indent=2))
+  print(json.dumps(get_runner(config)(config, workdir), indent=2))
+
+
+# A config's `runner` field picks how it is run (default "train"): "module:function",
+# each function `(config, workdir) -> summary dict`, imported only when used.
+RUNNERS = {
+    "train": "aux_jax.train.loop:train_and_evaluate",      # one bi-level training run
+    "aang": "experiments.train:run_aang_experiment",       # searched text objectives
+    "taskgen": "aux_jax.train.taskgen:run_taskgen",        # AuxiLearn label generation
+    "two_phase": "aux_jax.train.two_phase:run_two_phase",  # ATTITTUD pretrain+finetune
+}
+
+
+def get_runner(config):
+  """The function that runs ``config`` (its ``runner`` field; "train" if absent)."""
+  name = config.get("runner", "aang" if "aang" in config else "train")
+  if name not in RUNNERS:
+    raise app.UsageError(f"unknown runner {name!r}; known: {', '.join(sorted(RUNNERS))}")
+  module, fn = RUNNERS[name].split(":")
+  return getattr(importlib.import_module(module), fn)
 
 
 def run_aang_experiment(config, workdir: str) -> dict:
-  """AANG on a jsonl directory: writes config.json and results.json to the workdir."""
-  from aux_jax.aang.data import load_jsonl_dir
-  from aux_jax.aang.train import run_aang
+  """AANG on a jsonl directory (`aux_jax.aang.experiment.run_aang_experiment`): writes
+  config.json, results.json and, for the "aang" method, aang_weights.png."""
+  from aux_jax.aang.experiment import run_aang_experiment as run
 
   if not config.data_dir:
     raise app.UsageError("set --config.data_dir to a directory with train/dev/test.jsonl")
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  result = run_aang(config.aang, load_jsonl_dir(config.data_dir), seed=config.seed,
-                    log_fn=print)
-  summary = {k: v for k, v in result.items() if k != "best_params"}
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(summary, f, indent=2, default=str)
-  return {k: summary[k] for k in ("best_dev_f1", "test_f1", "best_step") if k in summary}
+  return run(config, workdir)
 
 
 if __name__ == "__main__":

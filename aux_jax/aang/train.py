@@ -438,6 +438,21 @@ def evaluate_f1(predict, params, tokens: np.ndarray, labels: np.ndarray,
   return macro_f1(labels, np.concatenate(preds)[:n], num_classes)
 
 
+def axis_weight_record(state: AangState, factors: jax.Array, use_all: bool) -> dict:
+  """The learned objective weights per axis at ``state`` (host lists, for JSON).
+
+  Returns:
+    ``{"step", "marginal": {axis: [..]}, "factor_softmax": {axis: [..]}, "balance":
+    [a_prim, a_aux]}``, axes named as in `space.AXES`; see `weights.axis_weights`.
+    Each axis's list sums to 1.
+  """
+  marginals, factor = weights.axis_weights(state.logits, factors, use_all)
+  as_dict = lambda arrs: {a: np.asarray(v).tolist() for a, v in zip(space_lib.AXES, arrs)}
+  return {"step": int(state.step), "marginal": as_dict(marginals),
+          "factor_softmax": as_dict(factor),
+          "balance": np.asarray(weights.balance_weights(state.beta)).tolist()}
+
+
 def run_aang(config: AangConfig | Mapping[str, Any], data: TextClassificationData,
              seed: int = 0, log_fn: Callable[[str], None] | None = None) -> dict:
   """Trains with ``config.method`` and returns metrics (see module docstring).
@@ -452,6 +467,8 @@ def run_aang(config: AangConfig | Mapping[str, Any], data: TextClassificationDat
     dict with ``best_dev_f1``, ``test_f1`` (of the dev-selected params), ``best_step``,
     ``steps_run``, ``dev_f1_history`` [(step, f1)], ``loss_history`` [(step, primary,
     aux)], ``logits_history`` [{"step", "w_input", ..., "objective_logits"}] (AANG),
+    ``axis_weights_history`` (AANG; step 0 first, then every evaluation; see
+    `axis_weight_record`), ``axis_names`` {axis: [value names]} (AANG),
     ``objective_names``, ``final_objective_weights`` (softmax of z over all objectives),
     ``balance`` (a_prim, a_aux), ``seconds``, ``best_params`` (numpy pytree).
   """
@@ -490,7 +507,9 @@ def run_aang(config: AangConfig | Mapping[str, Any], data: TextClassificationDat
 
   predict = make_predict(model, spec)
   table = space.table()
+  factors = jnp.asarray(table.factors)
   history, losses, logits_hist = [], [], []
+  axis_hist = [axis_weight_record(state, factors, config.use_all)]
   best = (-1.0, 0, None)
   bad, t0 = 0, time.time()
   num_chunks = math.ceil(config.num_steps / config.eval_every)
@@ -501,10 +520,11 @@ def run_aang(config: AangConfig | Mapping[str, Any], data: TextClassificationDat
                      config.eval_batch_size, data.num_classes)
     history.append((step_now, f1))
     losses.append((step_now, float(m["loss_primary"].mean()), float(m["loss_aux"].mean())))
-    z = weights.objective_logits(state.logits, jnp.asarray(table.factors), config.use_all)
+    z = weights.objective_logits(state.logits, factors, config.use_all)
     logits_hist.append({"step": step_now, "objective_logits": np.asarray(z).tolist(),
                         **{f: np.asarray(v).tolist()
                            for f, v in state.logits._asdict().items()}})
+    axis_hist.append(axis_weight_record(state, factors, config.use_all))
     if f1 > best[0]:
       best, bad = (f1, step_now, jax.device_get(state.params)), 0
     else:
@@ -517,7 +537,8 @@ def run_aang(config: AangConfig | Mapping[str, Any], data: TextClassificationDat
 
   test_f1 = evaluate_f1(predict, best[2], test_tok, data.test.labels,
                         config.eval_batch_size, data.num_classes)
-  z = weights.objective_logits(state.logits, jnp.asarray(table.factors), config.use_all)
+  z = weights.objective_logits(state.logits, factors, config.use_all)
+  is_aang = config.method == "aang"
   return {
       "method": config.method,
       "best_dev_f1": best[0],
@@ -526,10 +547,11 @@ def run_aang(config: AangConfig | Mapping[str, Any], data: TextClassificationDat
       "steps_run": int(state.step),
       "dev_f1_history": history,
       "loss_history": losses,
-      "logits_history": logits_hist if config.method == "aang" else [],
-      "objective_names": space.names() if config.method == "aang" else [],
-      "final_objective_weights": (np.asarray(jax.nn.softmax(z)).tolist()
-                                  if config.method == "aang" else []),
+      "logits_history": logits_hist if is_aang else [],
+      "axis_weights_history": axis_hist if is_aang else [],
+      "axis_names": dict(zip(space_lib.AXES, map(list, space.axes))) if is_aang else {},
+      "objective_names": space.names() if is_aang else [],
+      "final_objective_weights": np.asarray(jax.nn.softmax(z)).tolist() if is_aang else [],
       "balance": np.asarray(weights.balance_weights(state.beta)).tolist(),
       "seconds": time.time() - t0,
       "best_params": best[2],

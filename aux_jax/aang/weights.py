@@ -154,3 +154,32 @@ def meta_update(logits: FactoredLogits, factors: jax.Array, sampled: jax.Array,
   """One SGD step ``W - lr * logit_gradients(...)``."""
   grads = logit_gradients(logits, factors, sampled, cosines, use_all)
   return jax.tree.map(lambda w, g: w - lr * g, logits, grads)
+
+
+def axis_weights(logits: FactoredLogits, factors: jax.Array,
+                 use_all: bool = True) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
+  """Per-axis views of the learned objective weights.
+
+  With ``p = softmax(z)`` over the C valid objectives (the weights of the full space),
+
+      marginal_a[v] = sum_{c : factors[c, a] = v} p_c,      a in (I, T, R, O),
+
+  the share of the objective distribution on value v of axis a; and
+  ``factor_a = softmax(W_a)``, the factor logits of axis a alone (ignores ``W_all`` and
+  which combinations are valid). Both sum to 1 along each axis. With all logits 0 the
+  marginals are the valid-objective counts over C (e.g. 16/24 denoise in
+  ``citation.supervised``), the factor softmaxes uniform.
+
+  Args:
+    logits: `FactoredLogits`.
+    factors: i32[C, 4] factor indices of the valid objectives.
+    use_all: whether ``W_all`` enters ``z``.
+
+  Returns:
+    ``(marginals, factor_softmaxes)``, each a 4-tuple of f32[|axis|] in (I, T, R, O) order.
+  """
+  p = jax.nn.softmax(objective_logits(logits, factors, use_all))
+  per_axis = tuple(logits)[:4]
+  marginals = tuple(jax.nn.one_hot(factors[:, a], w.shape[0], dtype=p.dtype).T @ p
+                    for a, w in enumerate(per_axis))
+  return marginals, tuple(jax.nn.softmax(w) for w in per_axis)

@@ -1,9 +1,13 @@
 """Multi-task datasets (host arrays), deterministic on-device sampling and augmentation."""
 
+import importlib
+
 from aux_jax.data.augment import random_crop_flip
-from aux_jax.data.cifar100_20 import DatasetNotPreparedError, load_cifar100_20
+from aux_jax.data.cifar100_20 import load_cifar100_20
+from aux_jax.data.tfds_source import DatasetNotPreparedError
 from aux_jax.data.digits import load_digits_multitask
 from aux_jax.data.multitask import MultiTaskData, preprocess
+from aux_jax.data.shared_input import SharedInputData
 from aux_jax.data.sampler import (
     check_batch_size,
     gather_task_batch,
@@ -11,26 +15,40 @@ from aux_jax.data.sampler import (
     task_batch_indices,
 )
 
+# name -> "module:function" (imported when used: keeps TFDS and friends lazy).
 _LOADERS = {
-    "digits": load_digits_multitask,
-    "cifar100_20": load_cifar100_20,
+    "digits": "aux_jax.data.digits:load_digits_multitask",
+    "cifar100_20": "aux_jax.data.cifar100_20:load_cifar100_20",
+    "cifar10": "aux_jax.data.tfds_images:load_cifar10",
+    "oxford_pet": "aux_jax.data.tfds_images:load_oxford_pet",
+    "cifar10_fewshot": "aux_jax.data.fewshot:load_cifar10_fewshot",
+    "image_folders": "aux_jax.data.image_folders:load_image_folders",
+    "toy_regression": "aux_jax.data.toy_regression:load_toy_regression",
+    "cifar10_ovr": "aux_jax.data.cifar10_ovr:load_cifar10_ovr",
+    "multi_mnist": "aux_jax.data.multi_mnist:load_multi_mnist",
+    "nyuv2": "aux_jax.data.nyuv2:load_nyuv2_multitask",
 }
 
+DATASETS = tuple(sorted(_LOADERS))
 
-def get_dataset(name: str, **kwargs) -> MultiTaskData:
-  """Loads a multi-task dataset by name ('digits' or 'cifar100_20').
+
+def get_dataset(name: str, **kwargs) -> "MultiTaskData | SharedInputData":
+  """Loads a multi-task dataset by name (one of `DATASETS`).
 
   Raises:
     ValueError: for an unknown name, listing the known ones.
   """
   if name not in _LOADERS:
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(_LOADERS))}")
-  return _LOADERS[name](**kwargs)
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+  module, fn = _LOADERS[name].split(":")
+  return getattr(importlib.import_module(module), fn)(**kwargs)
 
 
 __all__ = [
     "DatasetNotPreparedError",
+    "DATASETS",
     "MultiTaskData",
+    "SharedInputData",
     "check_batch_size",
     "gather_task_batch",
     "get_dataset",

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aux_jax.data import tfds_source
 from aux_jax.data.multitask import MultiTaskData, channel_stats, pad_tasks
+from aux_jax.data.tfds_source import DatasetNotPreparedError  # noqa: F401 (re-export)
 
 NAME = "cifar100"
 NUM_COARSE = 20
@@ -29,90 +31,25 @@ FINE_PER_COARSE = 5
 IMAGE_SHAPE = (32, 32, 3)
 
 
-class DatasetNotPreparedError(FileNotFoundError):
-  """The dataset is not prepared in a format readable without TensorFlow."""
-
-
-def _prepare_message(data_dir_root: str, version_dir: str) -> str:
-  return (
-      f"CIFAR-100 is not prepared under data_dir={data_dir_root!r} (looked for "
-      f"{version_dir}). Prepare it once (needs TensorFlow and internet, ~170 MB):\n"
-      f"    pip install 'aux_jax[prepare]'\n"
-      f"    python -m aux_jax.data.prepare cifar100 --data_dir={data_dir_root}\n"
-      f"(equivalently: tfds build cifar100 --file_format=array_record "
-      f"--data_dir={data_dir_root}). Training then reads it without TensorFlow; "
-      f"point the loader at it with data_dir (or the TFDS_DATA_DIR environment "
-      f"variable)."
-  )
-
-
-def _tfrecord_message(version_dir: str, file_format) -> str:
-  return (
-      f"CIFAR-100 in {version_dir} is stored as {file_format}, which needs "
-      f"TensorFlow to read. Add an array_record copy once:\n"
-      f"    pip install 'aux_jax[prepare]'\n"
-      f"    tfds convert_format --dataset_version_dir={version_dir} "
-      f"--out_file_format=array_record\n"
-      f"or prepare it afresh in another directory with "
-      f"`python -m aux_jax.data.prepare cifar100 --data_dir=NEW_DIR`."
-  )
-
-
 def open_sources(data_dir: str | None = None, decode_images: bool = True):
-  """Opens CIFAR-100's train and test splits as random-access data sources.
-
-  Args:
-    data_dir: TFDS data directory (default: `TFDS_DATA_DIR` or
-      `~/tensorflow_datasets`).
-    decode_images: if False, images come back PNG-encoded (`bytes`). (TFDS's
-      default mock cannot serve that without TensorFlow.)
-
-  Returns:
-    `(train_source, test_source, features)`: sequences of example dicts and the
-    dataset's `tfds.features.FeaturesDict`.
+  """CIFAR-100's `(train_source, test_source, features)` (see `tfds_source.open_sources`).
 
   Raises:
     DatasetNotPreparedError: with the commands that prepare it.
   """
-  import tensorflow_datasets as tfds  # Heavy: imported only when used.
-  from etils import epath
-
-  builder = tfds.builder(NAME, data_dir=data_dir)
-  version_dir = str(builder.data_dir)
-  root = str(epath.Path(version_dir).parent.parent)
-  decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
-  try:
-    sources = builder.as_data_source(split=["train", "test"], decoders=decoders)
-  except Exception as e:  # tfds raises several types; diagnose below.
-    if not builder.is_prepared():
-      raise DatasetNotPreparedError(_prepare_message(root, version_dir)) from e
-    formats = builder.info.available_file_formats()
-    if not any(f.value in ("array_record", "parquet") for f in formats):
-      raise DatasetNotPreparedError(
-          _tfrecord_message(version_dir, builder.info.file_format.value)
-      ) from e
-    raise
-  return sources[0], sources[1], builder.info.features
+  (train, test), features = tfds_source.open_sources(NAME, ("train", "test"), data_dir,
+                                                     decode_images)
+  return train, test, features
 
 
 def _read_split(source, image_feature):
   """Reads labels of every example and keeps the (maybe encoded) images."""
-  examples = [source[i] for i in range(len(source))]
-  fine = np.array([int(ex["label"]) for ex in examples], np.int32)
-  coarse = np.array([int(ex["coarse_label"]) for ex in examples], np.int32)
-  images = [ex["image"] for ex in examples]
+  ex = tfds_source.read_examples(source, ("image", "label", "coarse_label"))
+  fine = np.array([int(v) for v in ex["label"]], np.int32)
+  coarse = np.array([int(v) for v in ex["coarse_label"]], np.int32)
 
   def decode(rows):
-    out = np.zeros((len(rows),) + IMAGE_SHAPE, np.uint8)
-    for j, r in enumerate(rows):
-      img = images[r]
-      if isinstance(img, (bytes, np.bytes_)):
-        img = image_feature.decode_example_np(img)
-      img = np.asarray(img)
-      if img.shape != IMAGE_SHAPE:
-        raise ValueError(f"expected CIFAR images of shape {IMAGE_SHAPE}, got {img.shape}")
-      out[j] = img
-    return out
+    return tfds_source.decode_images_at(ex["image"], rows, image_feature, IMAGE_SHAPE)
 
   return fine, coarse, decode
 

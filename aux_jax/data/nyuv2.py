@@ -137,3 +137,54 @@ def load_nyuv2(root: str, split: str = "train", *,
     return {k: np.stack(v) for k, v in out.items()}
   except ValueError as e:
     raise ValueError(f"examples in {split_dir!r} have different sizes: {e}") from e
+
+
+def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
+                         downsample: int = 1, max_examples: Optional[int] = None):
+  """NYUv2 as a `SharedInputData`: segmentation (main), depth and normals (auxiliary).
+
+  The training split minus a seeded `dev_fraction` of it (the dev set: validation
+  mIoU for model selection, and the upper-level objective) is the training set; the
+  held-out folder ('val' or 'test') is the test set. Images are stored as u8 (the
+  files' [0, 1] RGB × 255, rounded) and normalised per channel.
+
+  Args:
+    root: the dataset directory (layout in the module docstring).
+    dev_fraction: fraction of the training split held out as the dev set.
+    seed: fixes the dev split.
+    downsample: keep every `downsample`-th pixel in each direction (2 → 144×192),
+      for quick runs; the labels are subsampled the same way (no interpolation).
+    max_examples: load only the first this many examples of each split.
+
+  Returns:
+    A validated `SharedInputData` with tasks ("seg", "depth", "normal").
+  """
+  from aux_jax.data.multitask import channel_stats
+  from aux_jax.data.shared_input import SharedInputData
+
+  if not 0.0 < dev_fraction < 1.0:
+    raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
+  if downsample < 1:
+    raise ValueError(f"downsample must be >= 1, got {downsample}")
+
+  def arrays(split):
+    d = load_nyuv2(root, split, max_examples=max_examples)
+    s = slice(None, None, downsample)
+    image = np.clip(np.rint(d["image"][:, s, s] * 255.0), 0, 255).astype(np.uint8)
+    return image, (d["seg"][:, s, s], d["depth"][:, s, s], d["normal"][:, s, s])
+
+  train_x, train_y = arrays("train")
+  test_x, test_y = arrays("test")
+  n = len(train_x)
+  n_dev = max(1, int(round(dev_fraction * n)))
+  if n_dev >= n:
+    raise ValueError(f"dev_fraction={dev_fraction} leaves no NYUv2 training images")
+  perm = np.random.default_rng(seed).permutation(n)
+  dev, keep = np.sort(perm[:n_dev]), np.sort(perm[n_dev:])
+  mean, std = channel_stats(train_x[keep])
+  return SharedInputData(
+      train_inputs=train_x[keep], train_targets=tuple(y[keep] for y in train_y),
+      dev_inputs=train_x[dev], dev_targets=tuple(y[dev] for y in train_y),
+      test_inputs=test_x, test_targets=test_y,
+      task_names=TASKS, task_kinds=("segmentation", "depth", "normal"),
+      num_outputs=(NUM_CLASSES, 1, 3), mean=mean, std=std).validate()

@@ -3,9 +3,9 @@
 Usage (once per machine or shared data directory):
 
     pip install 'aux_jax[prepare]'          # TensorFlow: TFDS needs it to build CIFAR
-    python -m aux_jax.data.prepare cifar100 [--data_dir=DIR]
+    python -m aux_jax.data.prepare {cifar10,cifar100,mnist,oxford_iiit_pet} [--data_dir=DIR]
 
-This is `tfds build cifar100 --file_format=array_record`; training then reads the
+This is `tfds build NAME --file_format=array_record`; training then reads the
 data through `tfds.data_source` with no TensorFlow installed.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import importlib.util
 import sys
 
-DATASETS = ("cifar100",)
+DATASETS = ("cifar10", "cifar100", "mnist", "oxford_iiit_pet")
 
 
 def missing_requirements() -> list[str]:

@@ -17,7 +17,7 @@ def _task_indices(key, step, task, count, batch_size: int, n_max: int):
   steps_per_epoch = jnp.maximum(count // batch_size, 1)
   epoch = step // steps_per_epoch
   k = jax.random.fold_in(jax.random.fold_in(key, task), epoch)
-  u = jax.random.uniform(k, (n_max,))
+  u = jax.random.uniform(k, (n_max,), jnp.float32)  # same order with x64 enabled
   # Padding rows get keys > 1, so they sort after every valid row.
   u = jnp.where(jnp.arange(n_max) < count, u, 2.0)
   perm = jnp.argsort(u).astype(jnp.int32)

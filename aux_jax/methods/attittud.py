@@ -77,11 +77,14 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     partition: the partition of the backbone, built by
       `aux_jax.partition.make_partition` (its tree structure and ``leaf_shapes``
       give the basis's shapes).
-    num_basis: k, the basis size (1 ≤ k ≤ number of backbone parameters).
-    nsamples: main-task samples used for the basis (None: the whole batch).
+    num_basis: k, the basis size (1 ≤ k ≤ number of backbone parameters); the
+      original's ``num_pca_basis``.
+    nsamples: main-task samples used for the basis (None: the whole batch); the
+      original's ``pca_nsamples``.
     pca_every: steps between basis rebuilds (≥ 1).
-    lambdas: (λ⊥, λ+, λ−).
-    power_iters: power iterations of the range finder (≥ 0).
+    lambdas: (λ⊥, λ+, λ−); the original's ``proj_lambda``.
+    power_iters: power (subspace) iterations of the range finder (≥ 0; the
+      original: 0); each costs k batched JVPs and k batched VJPs on a rebuild step.
 
   Returns:
     A `Method` whose state is an `AttittudState`. Metrics: ``weights`` f32[K]

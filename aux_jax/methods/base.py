@@ -36,11 +36,16 @@ class LossFns(NamedTuple):
   ``per_task`` is optional: ``per_task(stacked_params)`` is ``per_sample`` with task t
   computed from its own copy ``stacked_params[t]`` (every leaf with a leading T axis).
   When given, `per_task_grads` gets all T gradients from one backward pass.
+
+  ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
+  losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
+  auxiliary network combines (`per_sample` is their mean over valid pixels).
   """
 
   per_sample: Callable[[PyTree], tuple[jax.Array, PyTree]]
   dev: Callable[[PyTree], jax.Array]
   per_task: Optional[Callable[[PyTree], tuple[jax.Array, PyTree]]] = None
+  per_pixel: Optional[Callable[[PyTree], tuple[jax.Array, jax.Array, PyTree]]] = None
 
 
 class MethodState(NamedTuple):

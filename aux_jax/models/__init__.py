@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import flax.linen as nn
 
 from aux_jax.models.heads import apply_head, apply_heads, init_heads
@@ -9,14 +11,20 @@ from aux_jax.models.multitask import masked_cross_entropy, multitask_features, s
 from aux_jax.models.resnet import CifarResNet18
 from aux_jax.models.small_cnn import SmallCNN
 
+# name -> "module:class"; a backbone maps inputs to features `f32[B, ..., F]`.
 _BACKBONES = {
-    "small_cnn": SmallCNN,
-    "resnet18_cifar": CifarResNet18,
+    "small_cnn": "aux_jax.models.small_cnn:SmallCNN",
+    "resnet18_cifar": "aux_jax.models.resnet:CifarResNet18",
+    "mlp": "aux_jax.models.mlp:MLP",                    # toy regression (SLGrad)
+    "multi_lenet": "aux_jax.models.lenet:MultiLeNet",   # Multi-MNIST
+    "segnet": "aux_jax.models.segnet:SegNetBody",       # NYUv2 (dense features)
 }
+
+BACKBONES = tuple(sorted(_BACKBONES))
 
 
 def get_backbone(name: str, **kwargs) -> nn.Module:
-  """A backbone by name: 'small_cnn' (`SmallCNN`) or 'resnet18_cifar' (`CifarResNet18`).
+  """A backbone by name (one of `BACKBONES`), e.g. 'small_cnn', 'resnet18_cifar'.
 
   Args:
     name: model name.
@@ -27,10 +35,12 @@ def get_backbone(name: str, **kwargs) -> nn.Module:
   """
   if name not in _BACKBONES:
     raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(_BACKBONES))}")
-  return _BACKBONES[name](**kwargs)
+  module, cls = _BACKBONES[name].split(":")
+  return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
 __all__ = [
+    "BACKBONES",
     "CifarResNet18",
     "SmallCNN",
     "apply_head",

@@ -37,3 +37,14 @@ def apply_heads(heads: dict, feats: jnp.ndarray) -> jnp.ndarray:
 def apply_head(heads: dict, t, feats: jnp.ndarray) -> jnp.ndarray:
   """Head `t` (int, may be traced) on `f32[B, F]` features: `-> f32[B, C_max]`."""
   return feats @ heads["kernel"][t] + heads["bias"][t]
+
+
+def apply_heads_shared(heads: dict, feats: jnp.ndarray) -> jnp.ndarray:
+  """All heads on one batch's features: `f32[B, ..., F] -> f32[T, B, ..., C_max]`.
+
+  Dense features (`f32[B, H, W, F]`) get a per-pixel linear head (a 1×1 convolution).
+  """
+  out = jnp.einsum("...f,tfc->t...c", feats, heads["kernel"])
+  bias = heads["bias"].reshape((heads["bias"].shape[0],) + (1,) * (feats.ndim - 1)
+                               + heads["bias"].shape[-1:])
+  return out + bias

@@ -87,6 +87,50 @@ class _Head(nn.Module):
     return nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x).astype(jnp.float32)
 
 
+class SegNetBody(nn.Module):
+  """The shared SegNet encoder–decoder without task heads: `f32[B, H, W, C] ->
+  f32[B, H, W, f_0]` per-pixel features (the trainer's stacked heads are then 1×1
+  convolutions, `aux_jax.models.heads.apply_heads_shared`).
+
+  Attributes:
+    features: channels per level, f_0..f_{L−1}.
+    convs_per_level: 3×3 convolutions per encoder (and decoder) level, n_0..n_{L−1}.
+    dtype: compute dtype (params stay float32).
+  """
+
+  features: Sequence[int] = (64, 128, 256, 512, 512)
+  convs_per_level: Sequence[int] = (2, 2, 3, 3, 3)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    levels = len(self.features)
+    if levels == 0 or len(self.convs_per_level) != levels or min(self.convs_per_level) < 1:
+      raise ValueError(
+          f"features {tuple(self.features)} and convs_per_level "
+          f"{tuple(self.convs_per_level)} must be non-empty, of equal length, with "
+          ">= 1 conv per level")
+    if x.ndim != 4 or x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
+      raise ValueError(
+          f"SegNet expects f32[B, H, W, C] with H, W divisible by 2^{levels}; got "
+          f"{x.shape}")
+    h = jnp.asarray(x, self.dtype)
+    masks = []
+    for i, (f, n) in enumerate(zip(self.features, self.convs_per_level)):
+      for j in range(n):
+        h = _ConvBNReLU(f, self.dtype, name=f"enc{i}_{j}")(h, train)
+      h, mask = max_pool_with_argmax(h)
+      masks.append(mask)
+    for i in reversed(range(levels)):
+      h = max_unpool(h, masks[i])
+      n = self.convs_per_level[i]
+      for j in range(n):
+        last = j == n - 1
+        f = self.features[max(i - 1, 0)] if last else self.features[i]
+        h = _ConvBNReLU(f, self.dtype, name=f"dec{i}_{j}")(h, train)
+    return h
+
+
 class SegNetMTL(nn.Module):
   """Shared SegNet body with segmentation, depth and surface-normal heads.
 
@@ -114,30 +158,7 @@ class SegNetMTL(nn.Module):
       {"seg": f32[B, H, W, num_classes] logits, "depth": f32[B, H, W, 1],
        "normal": f32[B, H, W, 3] unit vectors}.
     """
-    levels = len(self.features)
-    if levels == 0 or len(self.convs_per_level) != levels or min(self.convs_per_level) < 1:
-      raise ValueError(
-          f"features {tuple(self.features)} and convs_per_level "
-          f"{tuple(self.convs_per_level)} must be non-empty, of equal length, with "
-          ">= 1 conv per level")
-    if x.ndim != 4 or x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
-      raise ValueError(
-          f"SegNetMTL expects f32[B, H, W, C] with H, W divisible by 2^{levels}; got "
-          f"{x.shape}")
-    h = jnp.asarray(x, self.dtype)
-    masks = []
-    for i, (f, n) in enumerate(zip(self.features, self.convs_per_level)):
-      for j in range(n):
-        h = _ConvBNReLU(f, self.dtype, name=f"enc{i}_{j}")(h, train)
-      h, mask = max_pool_with_argmax(h)
-      masks.append(mask)
-    for i in reversed(range(levels)):
-      h = max_unpool(h, masks[i])
-      n = self.convs_per_level[i]
-      for j in range(n):
-        last = j == n - 1
-        f = self.features[max(i - 1, 0)] if last else self.features[i]
-        h = _ConvBNReLU(f, self.dtype, name=f"dec{i}_{j}")(h, train)
+    h = SegNetBody(self.features, self.convs_per_level, self.dtype, name="body")(x, train)
     channels = dict(TASK_CHANNELS, seg=self.num_classes)
     out = {t: _Head(self.features[0], c, self.dtype, name=f"head_{t}")(h)
            for t, c in channels.items()}

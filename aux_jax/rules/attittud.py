@@ -11,10 +11,13 @@ S (g⊥); the parts are then recombined with chosen signs and scales.
 matrix of per-example primary gradients (row i = ∇_θ ℓ(x_i)), draw a Gaussian
 Ω ∈ R^{n×k} and form Y = JᵀΩ ∈ R^{D×k}: column j is ∇_θ Σ_i Ω[i, j] ℓ(x_i), one
 vector–Jacobian product of the Ω-weighted summed losses, batched over the k
-columns with `jax.vmap` of one VJP closure. Optional power (subspace)
-iterations Y ← Jᵀ(J Y) (J Y by JVPs, Jᵀ(·) by VJPs), each followed by
-re-orthonormalisation, sharpen the basis toward the top singular directions of
-J. V = the orthonormal Q of the reduced QR of Y.
+columns with `jax.vmap` of one VJP closure. V = the orthonormal Q of the
+reduced QR of Y. Optional power (subspace) iterations, q of them (Halko,
+Martinsson & Tropp 2011, Alg. 4.4), repeat V ← QR(Jᵀ(J V)) (J V by k batched
+JVPs of a linearization, Jᵀ(·) by k batched VJPs), so that V spans
+(JᵀJ)^q JᵀΩ: the singular values of J enter raised to the power 2q + 1, and V
+moves toward the top-k right singular vectors of J, capturing more of the
+per-example gradients' energy Σ_i ‖V ∇ℓ_i‖² when their spectrum decays.
 
 **Representation of V**: a pytree like ``params`` whose leaves have a leading
 axis k (slice j is the j-th basis vector); in raveled coordinates
@@ -99,19 +102,23 @@ def subspace_basis(per_example_losses_fn: Callable[[PyTree], jax.Array], params:
   dim = sum(jnp.size(x) for x in jax.tree.leaves(params))
   if not 1 <= k <= dim:
     raise ValueError(f"k must be in [1, {dim}] (the number of parameters), got {k}.")
-  losses, jvp_fn = jax.linearize(per_example_losses_fn, params)
+  losses, vjp_fn = jax.vjp(per_example_losses_fn, params)
   if losses.ndim != 1:
     raise ValueError(
         f"per_example_losses_fn must return f[n], got shape {losses.shape}.")
-  vjp_fn = jax.linear_transpose(jvp_fn, params)
 
-  def jt(cotangents):  # [k, n] -> Jᵀ per row: pytree with leading k
+  def jt(cotangents):  # Ωᵀ [k, n] -> Y = JᵀΩ as k rows: k VJPs batched by vmap
     return jax.vmap(lambda c: vjp_fn(c)[0])(cotangents)
 
   omega = jax.random.normal(key, (k, losses.shape[0]), losses.dtype)  # Ωᵀ
   basis = orthonormalize(jt(omega))
+  if power_iters == 0:
+    return basis
+  # J·v by the linearization (one forward pass, reused for all k columns and all
+  # iterations); models with a custom_vjp but no JVP rule need power_iters = 0.
+  _, jvp_fn = jax.linearize(per_example_losses_fn, params)
 
-  def power_step(_, v):
+  def power_step(_, v):  # V ← orth(Jᵀ(J V)), k JVPs and k VJPs, each batched
     return orthonormalize(jt(jax.vmap(jvp_fn)(v)))
 
   return jax.lax.fori_loop(0, power_iters, power_step, basis)

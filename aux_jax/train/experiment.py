@@ -2,9 +2,9 @@
 
 Data flow of one training iteration (all on device, no host round-trip):
 
-    step s ──► task_batch_indices(data_key, s) ──► u8[T, B, H, W, C] ──► preprocess,
-    augment ──► LossFns (per-task per-sample losses, per-task-chunk BatchNorm; dev loss)
-    ──► method.direction ──► grads ──► optax (SGD) ──► new params       (lower step)
+    step s ──► Problem.losses_at(batch_stats, s)   (aux_jax.train.problems: batch
+    indices from (seed, s), gather from device-resident data, preprocess, augment)
+    ──► LossFns (per-task per-sample losses f32[T, B]; dev loss) ──► method.direction ──► grads ──► optax (SGD) ──► new params       (lower step)
     every `hyper.interval` steps, for learnable methods:
     implicit_hypergradient(method.direction, dev loss) ──► meta optimizer ──► new φ
                                                                           (upper step)
@@ -22,18 +22,14 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from aux_jax import hypergrad
-from aux_jax.data import augment, sampler
-from aux_jax.data.multitask import MultiTaskData
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
 from aux_jax.models import get_backbone
-from aux_jax.models.heads import apply_head, apply_heads, init_heads
-from aux_jax.models.multitask import masked_cross_entropy, multitask_features
 from aux_jax.partition import Partition, make_partition, partition_rules
+from aux_jax.train import problems
 
 PyTree = Any
 
@@ -47,14 +43,16 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
   method: MethodState             # φ and the method's own state
   meta_state: MetaState           # upper-level optimizer
-  best_dev: jax.Array             # f32[]: best dev accuracy so far (model selection)
+  best_dev: jax.Array             # f32[]: best dev selection metric so far
+  stale: jax.Array                # i32[]: evaluations since it last improved
 
 
 class Experiment(NamedTuple):
   """Functions of one configured experiment (see the module docstring)."""
 
   config: ml_collections.ConfigDict
-  data: MultiTaskData
+  data: Any                       # MultiTaskData | SharedInputData
+  problem: problems.Problem
   method: Method
   partition: Partition
   init: Callable[[], TrainState]
@@ -97,35 +95,20 @@ def _upper_optimizer(cfg) -> optax.GradientTransformation:
   return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
 
 
-def build_experiment(config: ml_collections.ConfigDict, data: MultiTaskData) -> Experiment:
-  """Builds the jitted functions of an experiment from its config and data."""
-  data.validate()
+def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
+  """Builds the jitted functions of an experiment from its config and data.
+
+  Args:
+    config: an experiment config (see `configs/`).
+    data: `MultiTaskData` or `SharedInputData` (see `aux_jax.train.problems`).
+  """
   cfg = config
-  num_tasks = data.num_tasks
   dtype = _compute_dtype(cfg.model.dtype)
   backbone = get_backbone(cfg.model.name, dtype=dtype, **dict(cfg.model.get("kwargs", {})))
-  batch, dev_batch = cfg.data.batch_size, cfg.data.dev_batch_size
-  sampler.check_batch_size(data.train_counts, batch)
-  sampler.check_batch_size([len(data.dev_labels)], dev_batch, "the dev set")
-  n_max = data.train_images.shape[1]
-  n_dev = len(data.dev_labels)
-
-  # Device-resident data: batches are gathered inside the jitted steps.
-  train_x = jnp.asarray(data.train_images)
-  train_y = jnp.asarray(data.train_labels)
-  counts = jnp.asarray(data.train_counts)
-  num_classes = jnp.asarray(data.num_classes)
-  dev_x, dev_y = jnp.asarray(data.dev_images), jnp.asarray(data.dev_labels)
-
-  seed_key = jax.random.key(cfg.seed)
-  init_key, data_key, dev_key, step_key = jax.random.split(seed_key, 4)
-
-  # Parameters (and the partition, which needs their paths).
-  h, w, c = data.image_shape
-  variables = backbone.init(init_key, jnp.zeros((2, h, w, c), dtype), train=False)
-  feat_dim = jax.eval_shape(
-      lambda v: backbone.apply(v, jnp.zeros((2, h, w, c), dtype), train=False),
-      variables).shape[-1]
+  keys = problems.Keys(*jax.random.split(jax.random.key(cfg.seed), 4))
+  problem = problems.build_problem(cfg, data, backbone, dtype, keys)
+  num_tasks = problem.num_tasks
+  variables = problem.variables
   partition = make_partition(variables["params"], cfg.method.partition,
                              partition_rules(cfg.model.name)
                              if cfg.method.partition == "module_wise" else ())
@@ -134,58 +117,21 @@ def build_experiment(config: ml_collections.ConfigDict, data: MultiTaskData) -> 
   tx = _lower_optimizer(cfg.optim)
   meta = meta_optimizer(_upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
                         projection=method.projection)
+  step_key = keys.step
 
   def init() -> TrainState:
-    k_heads, k_method = jax.random.split(jax.random.fold_in(init_key, 1))
-    params = {"backbone": variables["params"],
-              "heads": init_heads(k_heads, num_tasks, feat_dim, data.num_classes_max)}
+    k_heads, k_method = jax.random.split(jax.random.fold_in(keys.init, 1))
+    params = {"backbone": variables["params"], "heads": problem.init_heads(k_heads)}
     mstate = method.init(k_method)
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params,
         batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
         method=mstate, meta_state=meta.init(mstate.phi),
-        best_dev=jnp.array(-1.0, jnp.float32))
-
-  def variables_of(params, batch_stats):
-    v = {"params": params["backbone"]}
-    if batch_stats:
-      v["batch_stats"] = batch_stats
-    return v
+        best_dev=jnp.array(-jnp.inf, jnp.float32), stale=jnp.zeros((), jnp.int32))
 
   def losses_at(state: TrainState, step) -> LossFns:
     """The training and dev losses of the batches of `step`."""
-    idx = sampler.task_batch_indices(data_key, step, counts, batch, n_max)
-    images, labels = sampler.gather_task_batch(train_x, train_y, idx)
-    images = data.preprocess(images, dtype)
-    if cfg.data.augment:
-      images = augment.random_crop_flip(
-          jax.random.fold_in(step_key, step), images, pad=cfg.data.crop_pad)
-    didx = sampler.pool_batch_indices(dev_key, step, n_dev, dev_batch)
-    dimages = data.preprocess(dev_x[didx], dtype)
-    dlabels = dev_y[didx]
-
-    def per_sample(params):
-      feats, new_stats = multitask_features(
-          backbone, variables_of(params, state.batch_stats), images, train=True)
-      logits = apply_heads(params["heads"], feats.astype(jnp.float32))
-      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
-
-    def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
-      feats, new_stats = multitask_features(
-          backbone, variables_of(stacked, state.batch_stats), images, train=True,
-          stacked=True)
-      heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
-                           stacked["heads"])
-      logits = apply_heads(heads, feats.astype(jnp.float32))
-      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
-
-    def dev(params):
-      feats = backbone.apply(variables_of(params, state.batch_stats), dimages,
-                             train=False)
-      logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-      return jnp.mean(masked_cross_entropy(logits, dlabels, num_classes[0]))
-
-    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task)
+    return problem.losses_at(state.batch_stats, step)
 
   # Donating the state halves peak memory on accelerators (CPU cannot use it).
   donate = () if jax.default_backend() == "cpu" else (0,)
@@ -231,35 +177,10 @@ def build_experiment(config: ml_collections.ConfigDict, data: MultiTaskData) -> 
     metrics["dev_loss"] = val(theta)
     return state._replace(method=MethodState(phi, mstate), meta_state=meta_state), metrics
 
-  eval_batch = cfg.data.get("eval_batch_size", 500)
-
-  @jax.jit
-  def _eval_batch(params, batch_stats, images, labels, mask):
-    feats = backbone.apply(variables_of(params, batch_stats),
-                           data.preprocess(images, dtype), train=False)
-    logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-    loss = masked_cross_entropy(logits, labels, num_classes[0])
-    correct = jnp.argmax(logits[:, :data.num_classes[0]], -1) == labels
-    return jnp.sum(mask * loss), jnp.sum(mask * correct)
-
   def evaluate(state: TrainState, split: str) -> dict:
-    """Main-task loss and accuracy on ``split`` ('dev' or 'test')."""
-    if split not in ("dev", "test"):
-      raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
-    x = getattr(data, f"{split}_images")
-    y = getattr(data, f"{split}_labels")
-    n = len(y)
-    pad = (-n) % eval_batch
-    x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-    y = np.concatenate([y, np.zeros((pad,), y.dtype)])
-    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-    loss = correct = 0.0
-    for i in range(0, n + pad, eval_batch):
-      sl = slice(i, i + eval_batch)
-      l, c = _eval_batch(state.params, state.batch_stats, x[sl], y[sl], mask[sl])
-      loss, correct = loss + l, correct + c
-    return {f"{split}_loss": float(loss) / n, f"{split}_accuracy": float(correct) / n}
+    """Metrics on ``split`` ('dev' or 'test'): main task unprefixed, see `Problem`."""
+    return problem.evaluate(state.params, state.batch_stats, split)
 
-  return Experiment(config=cfg, data=data, method=method, partition=partition,
-                    init=init, losses_at=losses_at, lower_step=lower_step, upper_step=upper_step,
+  return Experiment(config=cfg, data=data, problem=problem, method=method,
+                    partition=partition, init=init, losses_at=losses_at, lower_step=lower_step, upper_step=upper_step,
                     evaluate=evaluate)

@@ -5,13 +5,20 @@ Workdir layout after a run::
     config.json           the resolved config
     metrics.jsonl         one JSON object per logged step (train, dev, weights)
     checkpoints/          orbax checkpoints of the whole `TrainState` (for resuming)
-    best/                 the checkpoint with the best dev accuracy (model selection)
-    test_metrics.json     main-task test metrics of the best-on-dev checkpoint
+    best/                 the checkpoint with the best dev metric (model selection;
+                          `config.train.select`, default the problem's: accuracy,
+                          neg_mse, miou, ...)
+    test_metrics.json     test metrics of the best-on-dev checkpoint, and the run summary
     weights.png           heatmap of the learned auxiliary weights over training
 
 A killed run restarted with the same workdir resumes from its last checkpoint and
 ends at the same result as an uninterrupted run (batches and keys are functions of
 the step; see `aux_jax.train.experiment`).
+
+Optional `config.train` fields: ``select`` (the dev metric, higher is better),
+``patience`` (stop after this many evaluations without improvement; 0 = never),
+``init_from`` (a finished run's workdir: its best checkpoint initialises the backbone,
+BatchNorm statistics, and the heads of tasks of the same name — ATTITTUD's fine-tuning).
 """
 
 from __future__ import annotations
@@ -59,6 +66,46 @@ def _rewrite_metrics(path: str, upto_step: int) -> None:
     f.writelines(lines)
 
 
+def _restore_raw(path: str):
+  """A finished run's best checkpoint as a raw pytree, and its summary."""
+  with open(os.path.join(path, "test_metrics.json")) as f:
+    summary = json.load(f)
+  with _manager(os.path.join(path, "best"), 1) as manager:
+    if manager.latest_step() is None:
+      raise FileNotFoundError(f"train.init_from={path!r} has no best/ checkpoint")
+    raw = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+  return raw, summary
+
+
+def initialize_from(state: TrainState, path: str, task_names) -> TrainState:
+  """``state`` with the backbone, BatchNorm statistics and same-named task heads of the
+  best checkpoint in workdir ``path`` (head rows: the first `C_max` outputs).
+
+  Raises:
+    ValueError: the backbones differ in structure or shapes.
+  """
+  raw, summary = _restore_raw(path)
+  params, stats = raw["params"], raw["batch_stats"]
+  src = jax.tree.map(jnp.asarray, params["backbone"])
+  dst = state.params["backbone"]
+  if (jax.tree.structure(src) != jax.tree.structure(dst)
+      or jax.tree.map(jnp.shape, src) != jax.tree.map(jnp.shape, dst)):
+    raise ValueError(f"train.init_from={path!r}: its backbone differs from this model's")
+  heads = dict(state.params["heads"])
+  src_names = list(summary.get("task_names", []))
+  for t, name in enumerate(task_names):
+    if name in src_names:
+      s = src_names.index(name)
+      for k in heads:
+        row = jnp.asarray(params["heads"][k])[s]
+        width = min(row.shape[-1], heads[k].shape[-1])
+        heads[k] = heads[k].at[t, ..., :width].set(row[..., :width])
+  new_params = {"backbone": src, "heads": heads}
+  return state._replace(
+      params=new_params,
+      batch_stats=jax.tree.map(jnp.asarray, stats) if state.batch_stats else state.batch_stats)
+
+
 def load_metrics(workdir: str) -> list[dict]:
   """The metric records of a run, in order."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -90,6 +137,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   method = exp.method
   num_steps = config.optim.num_steps
   interval = config.hyper.interval
+  select = tcfg.get("select", "") or exp.problem.select
+  patience = tcfg.get("patience", 0)
+  dev_key = f"dev_{select}"
 
   ckpts = _manager(os.path.join(workdir, "checkpoints"), tcfg.keep_checkpoints)
   best = _manager(os.path.join(workdir, "best"), 1)
@@ -99,13 +149,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = _restore(ckpts, state)
     _rewrite_metrics(metrics_path, int(state.step))
     progress(f"resumed from step {int(state.step)}")
-  elif os.path.exists(metrics_path):
-    os.remove(metrics_path)
+  else:
+    if os.path.exists(metrics_path):
+      os.remove(metrics_path)
+    if tcfg.get("init_from", ""):
+      state = initialize_from(state, tcfg.init_from, exp.problem.task_names)
+      state = state._replace(opt_state=exp.init().opt_state)
+      progress(f"initialised from {tcfg.init_from}")
 
   start, t0 = int(state.step), time.time()
   pending: list[dict] = []
   with open(metrics_path, "a") as mfile:
     for step in range(start, num_steps):
+      if patience and int(state.stale) >= patience:  # also when resuming a stopped run
+        break
       state, metrics = exp.lower_step(state)
       if method.learnable and (step + 1) % interval == 0:
         state, upper = exp.upper_step(state)
@@ -121,14 +178,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if method.learnable:
           record["hypergrad_skipped_total"] = int(state.meta_state.num_skipped)
         pending.append(record)
-        if dev["dev_accuracy"] > float(state.best_dev):
-          state = state._replace(best_dev=jnp.float32(dev["dev_accuracy"]))
+        if dev_key not in dev:
+          raise ValueError(f"train.select={select!r}: no {dev_key!r} among the dev "
+                           f"metrics {sorted(dev)}")
+        if dev[dev_key] > float(state.best_dev):
+          state = state._replace(best_dev=jnp.float32(dev[dev_key]),
+                                 stale=jnp.zeros((), jnp.int32))
           best.save(done, args=ocp.args.StandardSave(state), force=True)
+        else:
+          state = state._replace(stale=state.stale + 1)
         rate = (done - start) / max(time.time() - t0, 1e-9)
         progress(f"[{method.name}] step {done}/{num_steps}  "
-                 f"loss_main {record['loss_main']:.4f}  dev_acc {dev['dev_accuracy']:.4f}  "
+                 f"loss_main {record['loss_main']:.4f}  {dev_key} {dev[dev_key]:.4f}  "
                  f"best {float(state.best_dev):.4f}  {rate:.1f} steps/s")
-      if done % tcfg.checkpoint_every == 0 or done == num_steps:
+      stop = bool(patience) and int(state.stale) >= patience
+      if stop:
+        progress(f"early stop at step {done}: no {dev_key} improvement in "
+                 f"{patience} evaluations")
+      if stop or done % tcfg.checkpoint_every == 0 or done == num_steps:
         for r in pending:
           mfile.write(json.dumps(r) + "\n")
         pending.clear()
@@ -140,21 +207,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   final = state
   best_state = _restore(best, final) if best.latest_step() is not None else final
   test = exp.evaluate(best_state, "test")
+  final_test = exp.evaluate(final, "test")
   summary = {
       "method": method.name,
+      "task_names": list(exp.problem.task_names),
+      "select": select,
       "best_step": best.latest_step(),
-      "best_dev_accuracy": float(final.best_dev),
+      f"best_{dev_key}": float(final.best_dev),
       **test,
-      "final_test_accuracy": exp.evaluate(final, "test")["test_accuracy"],
+      f"final_test_{select}": final_test[f"test_{select}"],
       "hypergrad_skipped": int(final.meta_state.num_skipped),
       "hypergrad_applied": int(final.meta_state.num_updates),
       "train_seconds": time.time() - t0,
-      "steps": num_steps,
+      "steps": int(final.step),
   }
   with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
     json.dump(summary, f, indent=2)
   plots.weights_heatmap(load_metrics(workdir), os.path.join(workdir, "weights.png"),
-                        task_names=exp.data.task_names[1:],
+                        task_names=exp.problem.task_names[1:],
                         module_names=exp.partition.module_names,
                         title=f"{method.name}: learned auxiliary weights")
   ckpts.close()

@@ -1,0 +1,127 @@
+"""Per-sample losses and evaluation statistics of every task kind.
+
+A model produces, for task t, outputs `f32[B, ..., C_max]` from its stacked head; a
+task of kind k with `C = num_outputs[t]` reads the first C outputs. Kinds and their
+targets are listed in `aux_jax.data.shared_input`. Dense kinds (segmentation, depth,
+normals) have per-pixel loss maps; their per-sample loss is the mean over the
+sample's valid pixels (NYUv2 conventions of MTAN, Liu et al. CVPR 2019, as used by
+AuxiLearn, Navon et al. ICLR 2021):
+
+    segmentation   ℓ(p) = CE(z_p[:C], y_p)            valid: y_p ≠ −1
+    depth          ℓ(p) = |ẑ_p − y_p|                  valid: y_p ≠ 0
+    normal         ℓ(p) = 1 − ⟨z_p / ‖z_p‖, y_p⟩       valid: y_p ≠ 0 (the zero vector)
+    regression     ℓ = Σ_d (z_d − y_d)²                (per sample, d < C)
+    classification ℓ = CE(z[:C], y)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aux_jax.metrics import dense
+from aux_jax.models.multitask import masked_cross_entropy
+
+DENSE_KINDS = ("segmentation", "depth", "normal")
+
+
+def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
+             ) -> tuple[jax.Array, jax.Array]:
+  """Per-pixel losses of a dense task and where they are valid.
+
+  Args:
+    kind: one of `DENSE_KINDS`.
+    outputs: `f32[B, H, W, C_max]`.
+    target: `i32[B, H, W]` (segmentation) or `f32[B, H, W, C]`.
+    num_outputs: `C`.
+
+  Returns:
+    `(f32[B, H, W] losses (0 where invalid), f32[B, H, W] valid mask)`.
+  """
+  z = outputs[..., :num_outputs].astype(jnp.float32)
+  if kind == "segmentation":
+    valid = target >= 0
+    ce = optax.softmax_cross_entropy_with_integer_labels(z, jnp.where(valid, target, 0))
+    return jnp.where(valid, ce, 0.0), valid.astype(jnp.float32)
+  valid = jnp.any(target != 0, axis=-1)
+  if kind == "depth":
+    err = jnp.sum(jnp.abs(z - target), axis=-1)
+  elif kind == "normal":
+    unit = z / jnp.sqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + 1e-12)
+    err = 1.0 - jnp.sum(unit * target, axis=-1)
+  else:
+    raise ValueError(f"loss_map needs a dense kind {DENSE_KINDS}, got {kind!r}")
+  return jnp.where(valid, err, 0.0), valid.astype(jnp.float32)
+
+
+def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
+                    ) -> jax.Array:
+  """`f32[B]`: each sample's loss for a task of ``kind`` (see the module docstring)."""
+  if kind == "classification":
+    return masked_cross_entropy(outputs, target, num_outputs)
+  if kind == "regression":
+    z = outputs[..., :num_outputs].astype(jnp.float32)
+    return jnp.sum(jnp.square(z - target), axis=-1)
+  if kind in DENSE_KINDS:
+    losses, valid = loss_map(kind, outputs, target, num_outputs)
+    axes = tuple(range(1, losses.ndim))
+    return jnp.sum(losses, axes) / jnp.maximum(jnp.sum(valid, axes), 1.0)
+  raise ValueError(f"unknown task kind {kind!r}")
+
+
+def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
+               mask: jax.Array) -> dict:
+  """Additive evaluation statistics of one batch (sum them over batches).
+
+  Args:
+    mask: `f32[B]`, 0 for padding rows.
+
+  Returns:
+    A dict of arrays; `finalize_stats` turns the sums into metrics.
+  """
+  loss = jnp.sum(mask * per_sample_loss(kind, outputs, target, num_outputs))
+  out = {"loss": loss, "count": jnp.sum(mask)}
+  z = outputs[..., :num_outputs].astype(jnp.float32)
+  keep = mask.reshape((-1,) + (1,) * (target.ndim - 1)) > 0
+  if kind == "classification":
+    out["correct"] = jnp.sum(mask * (jnp.argmax(z, -1) == target))
+  elif kind == "regression":
+    out["sq_err"] = jnp.sum(mask * jnp.mean(jnp.square(z - target), -1))
+  elif kind == "segmentation":
+    out["conf"] = dense.confusion_matrix(jnp.argmax(z, -1), jnp.where(keep, target, -1),
+                                         num_outputs)
+  elif kind == "depth":
+    out["depth"] = dense.depth_error_sums(z, jnp.where(keep, target, 0.0))
+  elif kind == "normal":
+    unit = z / jnp.sqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + 1e-12)
+    out["normal"] = dense.normal_stats(unit, jnp.where(keep, target, 0.0))
+  return out
+
+
+def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
+  """Metrics from summed `eval_stats` (higher-is-better keys for model selection:
+  accuracy, neg_mse, miou, pixel_acc, neg_abs_err, neg_mean_angle)."""
+  n = max(float(stats["count"]), 1.0)
+  out = {"loss": float(stats["loss"]) / n}
+  if kind == "classification":
+    out["accuracy"] = float(stats["correct"]) / n
+  elif kind == "regression":
+    out["mse"] = float(stats["sq_err"]) / n
+    out["neg_mse"] = -out["mse"]
+  elif kind == "segmentation":
+    out.update({k: float(v) for k, v in dense.segmentation_metrics(stats["conf"]).items()})
+  elif kind == "depth":
+    out.update({k: float(v) for k, v in dense.depth_metrics(stats["depth"]).items()})
+    out["neg_abs_err"] = -out["abs_err"]
+  elif kind == "normal":
+    m = dense.normal_metrics_from_stats(stats["normal"])
+    out.update({f"angle_{k}": float(v) for k, v in m.items()})
+    out["neg_mean_angle"] = -out["angle_mean"]
+  return out
+
+
+def default_select(kind: str) -> str:
+  """The dev metric that selects the model for a main task of ``kind``."""
+  return {"classification": "accuracy", "regression": "neg_mse", "segmentation": "miou",
+          "depth": "neg_abs_err", "normal": "neg_mean_angle"}[kind]

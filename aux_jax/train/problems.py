@@ -1,0 +1,254 @@
+"""Problems: how a dataset and a backbone turn a step into losses, and into metrics.
+
+`build_experiment` is the same for every dataset; what differs is in a `Problem`:
+
+* `separate_tasks` (`MultiTaskData`, MAOAL's setting): every task has its own images
+  and its own batch; BatchNorm statistics per task chunk; classification only.
+* `shared_input` (`SharedInputData`): one batch of examples, every task's loss on it
+  (toy regression, one-vs-rest CIFAR-10, Multi-MNIST, NYUv2), any task kind of
+  `aux_jax.losses`.
+
+Both build the batches of step `s` inside the jitted step from device-resident data,
+as pure functions of `(seed, s)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aux_jax import losses as task_losses
+from aux_jax.data import augment, sampler
+from aux_jax.data.multitask import MultiTaskData
+from aux_jax.data.shared_input import SharedInputData
+from aux_jax.methods import LossFns
+from aux_jax.models.heads import apply_head, apply_heads, apply_heads_shared, init_heads
+from aux_jax.models.multitask import masked_cross_entropy, multitask_features, single_features
+
+PyTree = Any
+
+
+class Keys(NamedTuple):
+  """The experiment's PRNG keys, all split from the config's seed."""
+
+  init: jax.Array
+  data: jax.Array
+  dev: jax.Array
+  step: jax.Array
+
+
+class Problem(NamedTuple):
+  """What the trainer needs from a (dataset, backbone) pair.
+
+  Attributes:
+    num_tasks: T.
+    task_names: T names, task 0 the main task.
+    variables: the backbone's initial variables ({"params", "batch_stats"?}).
+    init_heads: ``key -> heads`` (stacked per-task heads, `aux_jax.models.heads`).
+    losses_at: ``(batch_stats, step) -> LossFns`` of the batches of ``step``.
+    evaluate: ``(params, batch_stats, split) -> {f"{split}_{metric}": float}``;
+      main-task metrics unprefixed, auxiliary ones as f"{split}_{task}_{metric}".
+    select: the default dev metric for model selection (higher is better).
+  """
+
+  num_tasks: int
+  task_names: tuple
+  variables: dict
+  init_heads: Callable[[jax.Array], dict]
+  losses_at: Callable[[PyTree, jax.Array], LossFns]
+  evaluate: Callable[[PyTree, PyTree, str], dict]
+  select: str
+
+
+def _variables(params, batch_stats) -> dict:
+  v = {"params": params["backbone"]}
+  if batch_stats:
+    v["batch_stats"] = batch_stats
+  return v
+
+
+def _padded_batches(arrays: list[np.ndarray], batch: int):
+  """Yields `(slices of arrays, f32[batch] mask)`, zero-padding the last batch."""
+  n = len(arrays[0])
+  for i in range(0, n, batch):
+    chunk = [a[i:i + batch] for a in arrays]
+    pad = batch - len(chunk[0])
+    mask = np.concatenate([np.ones(len(chunk[0]), np.float32), np.zeros(pad, np.float32)])
+    if pad:
+      chunk = [np.concatenate([c, np.zeros((pad,) + c.shape[1:], c.dtype)]) for c in chunk]
+    yield chunk, mask
+
+
+def _feature_dim(backbone, variables, x) -> int:
+  return jax.eval_shape(lambda v: backbone.apply(v, x, train=False), variables).shape[-1]
+
+
+def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Problem:
+  """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
+  data.validate()
+  num_tasks = data.num_tasks
+  batch, dev_batch = cfg.data.batch_size, cfg.data.dev_batch_size
+  sampler.check_batch_size(data.train_counts, batch)
+  sampler.check_batch_size([len(data.dev_labels)], dev_batch, "the dev set")
+  n_max, n_dev = data.train_images.shape[1], len(data.dev_labels)
+  # Device-resident data: batches are gathered inside the jitted steps.
+  train_x, train_y = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
+  counts, num_classes = jnp.asarray(data.train_counts), jnp.asarray(data.num_classes)
+  dev_x, dev_y = jnp.asarray(data.dev_images), jnp.asarray(data.dev_labels)
+
+  x0 = jnp.zeros((2,) + data.image_shape, dtype)
+  variables = backbone.init(keys.init, x0, train=False)
+  feat_dim = _feature_dim(backbone, variables, x0)
+
+  def losses_at(batch_stats, step) -> LossFns:
+    idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
+    images, labels = sampler.gather_task_batch(train_x, train_y, idx)
+    images = data.preprocess(images, dtype)
+    if cfg.data.augment:
+      images = augment.random_crop_flip(
+          jax.random.fold_in(keys.step, step), images, pad=cfg.data.crop_pad)
+    didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
+    dimages, dlabels = data.preprocess(dev_x[didx], dtype), dev_y[didx]
+
+    def per_sample(params):
+      feats, new_stats = multitask_features(
+          backbone, _variables(params, batch_stats), images, train=True)
+      logits = apply_heads(params["heads"], feats.astype(jnp.float32))
+      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+
+    def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
+      feats, new_stats = multitask_features(
+          backbone, _variables(stacked, batch_stats), images, train=True, stacked=True)
+      heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
+                           stacked["heads"])
+      logits = apply_heads(heads, feats.astype(jnp.float32))
+      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+
+    def dev(params):
+      feats = backbone.apply(_variables(params, batch_stats), dimages, train=False)
+      logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
+      return jnp.mean(masked_cross_entropy(logits, dlabels, num_classes[0]))
+
+    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task)
+
+  eval_batch = cfg.data.get("eval_batch_size", 500)
+
+  @jax.jit
+  def _stats(params, batch_stats, images, labels, mask):
+    feats = backbone.apply(_variables(params, batch_stats),
+                           data.preprocess(images, dtype), train=False)
+    logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
+    return task_losses.eval_stats("classification", logits, labels,
+                                  data.num_classes[0], mask)
+
+  def evaluate(params, batch_stats, split: str) -> dict:
+    if split not in ("dev", "test"):
+      raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    arrays = [getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")]
+    total = None
+    for (x, y), mask in _padded_batches(arrays, eval_batch):
+      s = _stats(params, batch_stats, x, y, mask)
+      total = s if total is None else jax.tree.map(jnp.add, total, s)
+    metrics = task_losses.finalize_stats("classification", total)
+    return {f"{split}_{k}": v for k, v in metrics.items()}
+
+  return Problem(
+      num_tasks=num_tasks, task_names=tuple(data.task_names), variables=variables,
+      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max),
+      losses_at=losses_at, evaluate=evaluate, select="accuracy")
+
+
+def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Problem:
+  """The problem of `SharedInputData`: one batch, every task's loss on it."""
+  data.validate()
+  num_tasks = data.num_tasks
+  kinds, outs = tuple(data.task_kinds), tuple(int(c) for c in data.num_outputs)
+  batch, dev_batch = cfg.data.batch_size, cfg.data.dev_batch_size
+  n_train, n_dev = len(data.train_inputs), len(data.dev_inputs)
+  sampler.check_batch_size([n_train], batch, "the training set")
+  sampler.check_batch_size([n_dev], dev_batch, "the dev set")
+  dense = all(k in task_losses.DENSE_KINDS for k in kinds)
+  if cfg.data.augment and (data.mean is None or any(k in task_losses.DENSE_KINDS
+                                                    for k in kinds)):
+    raise ValueError("data.augment (random crop and flip) is for image inputs with "
+                     "per-image targets; set data.augment=False")
+  train_x = jnp.asarray(data.train_inputs)
+  train_y = tuple(jnp.asarray(y) for y in data.train_targets)
+  dev_x, dev_y0 = jnp.asarray(data.dev_inputs), jnp.asarray(data.dev_targets[0])
+
+  x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)
+  variables = backbone.init(keys.init, x0, train=False)
+  feat_dim = _feature_dim(backbone, variables, x0)
+
+  def outputs(params, batch_stats, x, train):
+    feats, new_stats = single_features(backbone, _variables(params, batch_stats), x, train)
+    return apply_heads_shared(params["heads"], feats.astype(jnp.float32)), new_stats
+
+  def losses_at(batch_stats, step) -> LossFns:
+    idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
+    x = data.preprocess(train_x[idx], dtype)
+    if cfg.data.augment:
+      x = augment.random_crop_flip(jax.random.fold_in(keys.step, step), x[None],
+                                   pad=cfg.data.crop_pad)[0]
+    ys = tuple(y[idx] for y in train_y)
+    didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
+    dx, dy = data.preprocess(dev_x[didx], dtype), dev_y0[didx]
+
+    def per_sample(params):
+      z, new_stats = outputs(params, batch_stats, x, train=True)
+      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], ys[t], outs[t])
+                        for t in range(num_tasks)]), new_stats
+
+    def per_pixel(params):
+      z, new_stats = outputs(params, batch_stats, x, train=True)
+      maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t])
+              for t in range(num_tasks)]
+      return (jnp.stack([m for m, _ in maps]), jnp.stack([v for _, v in maps]),
+              new_stats)
+
+    def dev(params):
+      z, _ = outputs(params, batch_stats, dx, train=False)
+      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0]))
+
+    return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None)
+
+  eval_batch = cfg.data.get("eval_batch_size", 500)
+
+  @jax.jit
+  def _stats(params, batch_stats, x, ys, mask):
+    z, _ = outputs(params, batch_stats, data.preprocess(x, dtype), train=False)
+    return [task_losses.eval_stats(kinds[t], z[t], ys[t], outs[t], mask)
+            for t in range(num_tasks)]
+
+  def evaluate(params, batch_stats, split: str) -> dict:
+    if split not in ("dev", "test"):
+      raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    arrays = [getattr(data, f"{split}_inputs"), *getattr(data, f"{split}_targets")]
+    total = None
+    for (x, *ys), mask in _padded_batches(arrays, eval_batch):
+      s = _stats(params, batch_stats, x, ys, mask)
+      total = s if total is None else jax.tree.map(jnp.add, total, s)
+    out = {}
+    for t in range(num_tasks):
+      prefix = f"{split}_" if t == 0 else f"{split}_{data.task_names[t]}_"
+      out.update({prefix + k: v
+                  for k, v in task_losses.finalize_stats(kinds[t], total[t]).items()})
+    return out
+
+  return Problem(
+      num_tasks=num_tasks, task_names=tuple(data.task_names), variables=variables,
+      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, max(outs)),
+      losses_at=losses_at, evaluate=evaluate,
+      select=task_losses.default_select(kinds[0]))
+
+
+def build_problem(cfg, data, backbone, dtype, keys: Keys) -> Problem:
+  """`separate_tasks` for `MultiTaskData`, `shared_input` for `SharedInputData`."""
+  if isinstance(data, MultiTaskData):
+    return separate_tasks(cfg, data, backbone, dtype, keys)
+  if isinstance(data, SharedInputData):
+    return shared_input(cfg, data, backbone, dtype, keys)
+  raise TypeError(f"expected MultiTaskData or SharedInputData, got {type(data).__name__}")

@@ -25,6 +25,15 @@ from aux_jax.models.multitask import masked_cross_entropy
 
 DENSE_KINDS = ("segmentation", "depth", "normal")
 
+# Floor of ‖z‖² when normalising predicted normals: ReLU features can make z exactly 0,
+# where z/‖z‖ has an unbounded gradient (and NaN at 0).
+_NORMAL_EPS = 1e-6
+
+
+def unit_normals(z: jax.Array) -> jax.Array:
+  """`z / sqrt(‖z‖² + ε)` on the last axis: predicted unit normals, bounded gradient."""
+  return z * jax.lax.rsqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + _NORMAL_EPS)
+
 
 def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
              ) -> tuple[jax.Array, jax.Array]:
@@ -48,8 +57,7 @@ def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
   if kind == "depth":
     err = jnp.sum(jnp.abs(z - target), axis=-1)
   elif kind == "normal":
-    unit = z / jnp.sqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + 1e-12)
-    err = 1.0 - jnp.sum(unit * target, axis=-1)
+    err = 1.0 - jnp.sum(unit_normals(z) * target, axis=-1)
   else:
     raise ValueError(f"loss_map needs a dense kind {DENSE_KINDS}, got {kind!r}")
   return jnp.where(valid, err, 0.0), valid.astype(jnp.float32)
@@ -94,8 +102,7 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
   elif kind == "depth":
     out["depth"] = dense.depth_error_sums(z, jnp.where(keep, target, 0.0))
   elif kind == "normal":
-    unit = z / jnp.sqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + 1e-12)
-    out["normal"] = dense.normal_stats(unit, jnp.where(keep, target, 0.0))
+    out["normal"] = dense.normal_stats(unit_normals(z), jnp.where(keep, target, 0.0))
   return out
 
 

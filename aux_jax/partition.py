@@ -59,9 +59,8 @@ MULTI_LENET_MODULES = (
     ("dense", r"^dense/"),
 )
 
-# SegNetBody: the encoder and the decoder, one module each per resolution level.
-SEGNET_MODULES = tuple((f"{part}{i}", f"^{part}{i}_") for part in ("enc", "dec")
-                       for i in range(5))
+# SegNetBody (any number of levels): the encoder and the decoder.
+SEGNET_MODULES = (("encoder", r"^enc\d+_"), ("decoder", r"^dec\d+_"))
 
 _RULES = {
     "segnet": SEGNET_MODULES,

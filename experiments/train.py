@@ -6,12 +6,27 @@
 Writes the resolved config, metrics (JSON lines), orbax checkpoints, the best-on-dev
 checkpoint, the final test metrics and a heatmap of the learned weights into the
 workdir; rerunning with the same workdir resumes from the last checkpoint.
+
+Every device of every host trains one data-parallel program (`aux_jax.train.sharding`;
+``--config.mesh.num_devices`` to use fewer). On a cluster, one process per host (or
+per GPU), each running the same command:
+
+    srun --nodes=2 --ntasks-per-node=1 --gpus-per-node=8 \
+        python -m experiments.train --config=... --workdir=/shared/run   # SLURM
+    python -m experiments.train --config=... --workdir=/shared/run \
+        --coordinator_address=host0:1234 --num_processes=2 --process_id=$I
+
+`jax.distributed.initialize` runs when a cluster is detected (SLURM job steps with
+several tasks, Open MPI) or the flags are given (``--distributed=on`` for TPU pods,
+whose hosts JAX finds itself). Process 0 writes the logs, metrics and plots; all
+processes write the checkpoints together, so the workdir must be on a shared disk.
 """
 
 import importlib
 import json
 import os
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -19,6 +34,54 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
 flags.mark_flags_as_required(["config", "workdir"])
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "Multi-process run (jax.distributed.initialize): 'auto' when a cluster is detected "
+    "(SLURM, Open MPI) or --coordinator_address is given; 'on' lets JAX detect the "
+    "cluster (TPU pods).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a multi-process run.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
+
+
+def distributed_settings(env, coordinator_address=None, num_processes=None,
+                         process_id=None, mode: str = "auto"):
+  """The keyword arguments of `jax.distributed.initialize`, or None for one process.
+
+  Args:
+    env: the environment variables (`os.environ`).
+    coordinator_address, num_processes, process_id: the explicit flags, or None.
+    mode: "auto" (a cluster is detected or flags are given), "on", or "off".
+
+  Returns:
+    None (no multi-process run), or a dict: the explicit flags, JAX detecting the
+    rest; under SLURM with one task per node, ``local_device_ids`` every GPU of the
+    node (JAX's default is one GPU per task).
+
+  Raises:
+    ValueError: explicit flags incomplete with no cluster to fill them in.
+  """
+  if mode == "off":
+    return None
+  explicit = {k: v for k, v in (("coordinator_address", coordinator_address),
+                                ("num_processes", num_processes),
+                                ("process_id", process_id)) if v is not None}
+  slurm = (all(k in env for k in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID",
+                                  "SLURM_LOCALID"))
+           and int(env.get("SLURM_NTASKS", "1")) > 1)
+  ompi = "OMPI_MCA_orte_hnp_uri" in env  # what JAX reads (Open MPI 4 `mpirun`)
+  if not (explicit or slurm or ompi or mode == "on"):
+    return None
+  missing = [f"--{k}" for k in ("coordinator_address", "num_processes", "process_id")
+             if k not in explicit]
+  if explicit and missing and not (slurm or ompi or mode == "on"):
+    raise ValueError(f"a multi-process run outside a detected cluster needs "
+                     f"{', '.join(missing)} as well")
+  if (slurm and "JAX_LOCAL_DEVICE_IDS" not in env and env.get("SLURM_GPUS_ON_NODE")
+      and env.get("SLURM_STEP_NUM_TASKS") == env.get("SLURM_STEP_NUM_NODES")):
+    explicit["local_device_ids"] = list(range(int(env["SLURM_GPUS_ON_NODE"])))
+  return explicit
 
 
 def main(argv):
@@ -26,15 +89,21 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Progress lines are printed; keep the libraries' (orbax's) info logs out of them.
   logging.set_verbosity(logging.WARNING)
+  settings = distributed_settings(os.environ, _COORDINATOR.value, _NUM_PROCESSES.value,
+                                  _PROCESS_ID.value, _DISTRIBUTED.value)
+  if settings is not None:  # before any JAX computation
+    jax.distributed.initialize(**settings)
   config, workdir = _CONFIG.value, _WORKDIR.value
-  print(json.dumps(get_runner(config)(config, workdir), indent=2))
+  summary = get_runner(config)(config, workdir)
+  if jax.process_index() == 0:
+    print(json.dumps(summary, indent=2))
 
 
 # A config's `runner` field picks how it is run (default "train"): "module:function",
 # each function `(config, workdir) -> summary dict`, imported only when used.
 RUNNERS = {
     "train": "aux_jax.train.loop:train_and_evaluate",      # one bi-level training run
-    "aang": "experiments.train:run_aang_experiment",       # searched text objectives
+    "aang": "aux_jax.aang.experiment:run_aang_experiment",  # searched text objectives
     "taskgen": "aux_jax.train.taskgen:run_taskgen",        # AuxiLearn label generation
     "two_phase": "aux_jax.train.two_phase:run_two_phase",  # ATTITTUD pretrain+finetune
 }
@@ -47,16 +116,6 @@ def get_runner(config):
     raise app.UsageError(f"unknown runner {name!r}; known: {', '.join(sorted(RUNNERS))}")
   module, fn = RUNNERS[name].split(":")
   return getattr(importlib.import_module(module), fn)
-
-
-def run_aang_experiment(config, workdir: str) -> dict:
-  """AANG on a jsonl directory (`aux_jax.aang.experiment.run_aang_experiment`): writes
-  config.json, results.json and, for the "aang" method, aang_weights.png."""
-  from aux_jax.aang.experiment import run_aang_experiment as run
-
-  if not config.data_dir:
-    raise app.UsageError("set --config.data_dir to a directory with train/dev/test.jsonl")
-  return run(config, workdir)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
 from aux_jax.models import get_backbone
 from aux_jax.partition import Partition, make_partition, partition_rules
-from aux_jax.train import problems
+from aux_jax.train import problems, sharding
 
 PyTree = Any
 
@@ -60,6 +60,7 @@ class Experiment(NamedTuple):
   lower_step: Callable[[TrainState], tuple[TrainState, dict]]
   upper_step: Callable[[TrainState], tuple[TrainState, dict]]
   evaluate: Callable[[TrainState, str], dict]
+  mesh: Any = None                # the data-parallel mesh (aux_jax.train.sharding)
 
 
 def _compute_dtype(name: str):
@@ -73,16 +74,23 @@ def _lower_optimizer(cfg) -> optax.GradientTransformation:
     lr = optax.cosine_decay_schedule(cfg.lr, cfg.num_steps)
   elif cfg.schedule == "constant":
     lr = cfg.lr
+  elif cfg.schedule == "step":  # × decay_factor (default 0.5) every decay_every steps
+    lr = optax.exponential_decay(cfg.lr, cfg.decay_every, cfg.get("decay_factor", 0.5),
+                                 staircase=True)
   else:
-    raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")
+    raise ValueError(f"optim.schedule must be 'cosine', 'constant' or 'step', got "
+                     f"{cfg.schedule!r}")
   if cfg.name == "sgd":
     base = optax.sgd(lr, momentum=cfg.momentum or None)
   elif cfg.name == "adam":
     base = optax.adam(lr)
   else:
     raise ValueError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")
-  # PyTorch-style weight decay: added to the gradient before the optimizer.
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
+  # PyTorch-style weight decay: added to the gradient before the optimizer; optional
+  # clipping of the update direction's global norm first (ATTITTUD clips at 1).
+  clip = cfg.get("clip_norm", 0.0)
+  return optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []),
+                     optax.add_decayed_weights(cfg.weight_decay), base)
 
 
 def _upper_optimizer(cfg) -> optax.GradientTransformation:
@@ -106,7 +114,13 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   dtype = _compute_dtype(cfg.model.dtype)
   backbone = get_backbone(cfg.model.name, dtype=dtype, **dict(cfg.model.get("kwargs", {})))
   keys = problems.Keys(*jax.random.split(jax.random.key(cfg.seed), 4))
-  problem = problems.build_problem(cfg, data, backbone, dtype, keys)
+  # Data parallel: the batch split over `mesh.num_devices` devices (None: every
+  # accelerator; one device on a single-process CPU backend),
+  # the state replicated; see `aux_jax.train.sharding`.
+  mesh = sharding.make_mesh(sharding.data_parallel_size(
+      cfg.get("mesh", {}).get("num_devices"), cfg.data.batch_size))
+  replicated = sharding.replicated(mesh)
+  problem = problems.build_problem(cfg, data, backbone, dtype, keys, mesh)
   num_tasks = problem.num_tasks
   variables = problem.variables
   partition = make_partition(variables["params"], cfg.method.partition,
@@ -119,6 +133,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
                         projection=method.projection)
   step_key = keys.step
 
+  @functools.partial(jax.jit, out_shardings=replicated)
   def init() -> TrainState:
     k_heads, k_method = jax.random.split(jax.random.fold_in(keys.init, 1))
     params = {"backbone": variables["params"], "heads": problem.init_heads(k_heads)}
@@ -136,8 +151,13 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   # Donating the state halves peak memory on accelerators (CPU cannot use it).
   donate = () if jax.default_backend() == "cpu" else (0,)
 
-  @functools.partial(jax.jit, donate_argnums=donate)
-  def lower_step(state: TrainState):
+  # The state is replicated on every device (also one edited outside a step, e.g. by
+  # the loop); metrics too, so every process can read them.
+  step_jit = functools.partial(jax.jit, donate_argnums=donate, in_shardings=(replicated,),
+                               out_shardings=replicated)
+
+  @step_jit
+  def lower_jit(state: TrainState):
     losses = losses_at(state, state.step)
     key = jax.random.fold_in(jax.random.fold_in(step_key, state.step), 1)
     grads, mstate, new_stats, metrics = method.direction(
@@ -151,8 +171,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
         method=MethodState(state.method.phi, mstate))
     return new_state, metrics
 
-  @functools.partial(jax.jit, donate_argnums=donate)
-  def upper_step(state: TrainState):
+  @step_jit
+  def upper_jit(state: TrainState):
     """One hypergradient step on φ, on the batch of the lower step just taken."""
     last = state.step - 1
     losses = losses_at(state, last)
@@ -177,10 +197,18 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     metrics["dev_loss"] = val(theta)
     return state._replace(method=MethodState(phi, mstate), meta_state=meta_state), metrics
 
+  def lower_step(state: TrainState):
+    """One lower-level step: ``state -> (state, metrics)`` (jitted)."""
+    return lower_jit(sharding.wait_on_cpu(state, mesh))
+
+  def upper_step(state: TrainState):
+    """One hypergradient step on φ, on the batch of the lower step just taken (jitted)."""
+    return upper_jit(sharding.wait_on_cpu(state, mesh))
+
   def evaluate(state: TrainState, split: str) -> dict:
     """Metrics on ``split`` ('dev' or 'test'): main task unprefixed, see `Problem`."""
     return problem.evaluate(state.params, state.batch_stats, split)
 
   return Experiment(config=cfg, data=data, problem=problem, method=method,
                     partition=partition, init=init, losses_at=losses_at, lower_step=lower_step, upper_step=upper_step,
-                    evaluate=evaluate)
+                    evaluate=evaluate, mesh=mesh)

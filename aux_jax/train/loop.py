@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 
 from aux_jax import plots
 from aux_jax.data import get_dataset
+from aux_jax.train import sharding
 from aux_jax.train.experiment import Experiment, TrainState, build_experiment
 
 
@@ -128,8 +129,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     accuracy, skipped hypergradients, wall time.
   """
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  # Multi-host: every process runs the steps and saves the checkpoints (orbax,
+  # collectively); only process 0 writes the logs, metrics and plots.
+  lead = jax.process_index() == 0
+  if not lead:
+    progress = lambda _: None
+  if lead:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   if experiment is None:
     data = get_dataset(config.data.name, **dict(config.data.get("kwargs", {})))
     experiment = build_experiment(config, data)
@@ -147,10 +154,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = exp.init()
   if ckpts.latest_step() is not None:
     state = _restore(ckpts, state)
-    _rewrite_metrics(metrics_path, int(state.step))
+    if lead:
+      _rewrite_metrics(metrics_path, int(state.step))
     progress(f"resumed from step {int(state.step)}")
   else:
-    if os.path.exists(metrics_path):
+    if lead and os.path.exists(metrics_path):
       os.remove(metrics_path)
     if tcfg.get("init_from", ""):
       state = initialize_from(state, tcfg.init_from, exp.problem.task_names)
@@ -159,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   start, t0 = int(state.step), time.time()
   pending: list[dict] = []
-  with open(metrics_path, "a") as mfile:
+  with open(metrics_path if lead else os.devnull, "a") as mfile:
     for step in range(start, num_steps):
       if patience and int(state.stale) >= patience:  # also when resuming a stopped run
         break
@@ -184,7 +192,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if dev[dev_key] > float(state.best_dev):
           state = state._replace(best_dev=jnp.float32(dev[dev_key]),
                                  stale=jnp.zeros((), jnp.int32))
-          best.save(done, args=ocp.args.StandardSave(state), force=True)
+          best.save(done, args=ocp.args.StandardSave(sharding.replicate(state, exp.mesh)),
+                    force=True)
         else:
           state = state._replace(stale=state.stale + 1)
         rate = (done - start) / max(time.time() - t0, 1e-9)
@@ -200,7 +209,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           mfile.write(json.dumps(r) + "\n")
         pending.clear()
         mfile.flush()
-        ckpts.save(done, args=ocp.args.StandardSave(state), force=True)
+        # Multi-host orbax saves global arrays only: replicate what the loop edited.
+        ckpts.save(done, args=ocp.args.StandardSave(sharding.replicate(state, exp.mesh)),
+                   force=True)
   ckpts.wait_until_finished()
   best.wait_until_finished()
 
@@ -221,12 +232,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       "train_seconds": time.time() - t0,
       "steps": int(final.step),
   }
-  with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  plots.weights_heatmap(load_metrics(workdir), os.path.join(workdir, "weights.png"),
-                        task_names=exp.problem.task_names[1:],
-                        module_names=exp.partition.module_names,
-                        title=f"{method.name}: learned auxiliary weights")
+  if lead:
+    with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    plots.weights_heatmap(load_metrics(workdir), os.path.join(workdir, "weights.png"),
+                          task_names=exp.problem.task_names[1:],
+                          module_names=exp.partition.module_names,
+                          title=f"{method.name}: learned auxiliary weights")
   ckpts.close()
   best.close()
   return summary

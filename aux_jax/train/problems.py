@@ -9,7 +9,10 @@
   `aux_jax.losses`.
 
 Both build the batches of step `s` inside the jitted step from device-resident data,
-as pure functions of `(seed, s)`.
+as pure functions of `(seed, s)`. Given a mesh (`aux_jax.train.sharding`), the data
+is replicated on every device and the gathered batches are split over the ``"data"``
+axis on their batch axis (the dev batch too when it divides over the devices;
+otherwise every device computes it whole).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from aux_jax.data.shared_input import SharedInputData
 from aux_jax.methods import LossFns
 from aux_jax.models.heads import apply_head, apply_heads, apply_heads_shared, init_heads
 from aux_jax.models.multitask import masked_cross_entropy, multitask_features, single_features
+from aux_jax.train import sharding
 
 PyTree = Any
 
@@ -82,11 +86,19 @@ def _padded_batches(arrays: list[np.ndarray], batch: int):
     yield chunk, mask
 
 
+def _eval_batch(cfg, mesh) -> int:
+  """``data.eval_batch_size`` rounded up to split over the mesh (padding is masked)."""
+  b = cfg.data.get("eval_batch_size", 500)
+  n = 1 if mesh is None else mesh.shape[sharding.DATA_AXIS]
+  return -(-b // n) * n
+
+
 def _feature_dim(backbone, variables, x) -> int:
   return jax.eval_shape(lambda v: backbone.apply(v, x, train=False), variables).shape[-1]
 
 
-def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Problem:
+def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
+                   mesh=None) -> Problem:
   """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
   data.validate()
   num_tasks = data.num_tasks
@@ -95,9 +107,10 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Pro
   sampler.check_batch_size([len(data.dev_labels)], dev_batch, "the dev set")
   n_max, n_dev = data.train_images.shape[1], len(data.dev_labels)
   # Device-resident data: batches are gathered inside the jitted steps.
-  train_x, train_y = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
-  counts, num_classes = jnp.asarray(data.train_counts), jnp.asarray(data.num_classes)
-  dev_x, dev_y = jnp.asarray(data.dev_images), jnp.asarray(data.dev_labels)
+  train_x, train_y, counts, num_classes, dev_x, dev_y = sharding.put_replicated(
+      (data.train_images, data.train_labels, data.train_counts, data.num_classes,
+       data.dev_images, data.dev_labels), mesh)
+  shard_dev = sharding.divides(mesh, dev_batch)
 
   x0 = jnp.zeros((2,) + data.image_shape, dtype)
   variables = backbone.init(keys.init, x0, train=False)
@@ -106,12 +119,16 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Pro
   def losses_at(batch_stats, step) -> LossFns:
     idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
+    images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
     images = data.preprocess(images, dtype)
     if cfg.data.augment:
       images = augment.random_crop_flip(
           jax.random.fold_in(keys.step, step), images, pad=cfg.data.crop_pad)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
-    dimages, dlabels = data.preprocess(dev_x[didx], dtype), dev_y[didx]
+    dimages, dlabels = dev_x[didx], dev_y[didx]
+    if shard_dev:
+      dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
+    dimages = data.preprocess(dimages, dtype)
 
     def per_sample(params):
       feats, new_stats = multitask_features(
@@ -134,10 +151,11 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Pro
 
     return LossFns(per_sample=per_sample, dev=dev, per_task=per_task)
 
-  eval_batch = cfg.data.get("eval_batch_size", 500)
+  eval_batch = _eval_batch(cfg, mesh)
 
   @jax.jit
   def _stats(params, batch_stats, images, labels, mask):
+    images, labels, mask = sharding.shard_batch((images, labels, mask), mesh)
     feats = backbone.apply(_variables(params, batch_stats),
                            data.preprocess(images, dtype), train=False)
     logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
@@ -147,10 +165,11 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Pro
   def evaluate(params, batch_stats, split: str) -> dict:
     if split not in ("dev", "test"):
       raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    sharding.wait_on_cpu((params, batch_stats), mesh)
     arrays = [getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")]
     total = None
     for (x, y), mask in _padded_batches(arrays, eval_batch):
-      s = _stats(params, batch_stats, x, y, mask)
+      s = sharding.wait_on_cpu(_stats(params, batch_stats, x, y, mask), mesh)
       total = s if total is None else jax.tree.map(jnp.add, total, s)
     metrics = task_losses.finalize_stats("classification", total)
     return {f"{split}_{k}": v for k, v in metrics.items()}
@@ -161,7 +180,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys) -> Pro
       losses_at=losses_at, evaluate=evaluate, select="accuracy")
 
 
-def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Problem:
+def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
+                 mesh=None) -> Problem:
   """The problem of `SharedInputData`: one batch, every task's loss on it."""
   data.validate()
   num_tasks = data.num_tasks
@@ -175,9 +195,10 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Pro
                                                     for k in kinds)):
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
                      "per-image targets; set data.augment=False")
-  train_x = jnp.asarray(data.train_inputs)
-  train_y = tuple(jnp.asarray(y) for y in data.train_targets)
-  dev_x, dev_y0 = jnp.asarray(data.dev_inputs), jnp.asarray(data.dev_targets[0])
+  train_x, train_y, dev_x, dev_y0 = sharding.put_replicated(
+      (data.train_inputs, tuple(data.train_targets), data.dev_inputs,
+       data.dev_targets[0]), mesh)
+  shard_dev = sharding.divides(mesh, dev_batch)
 
   x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)
   variables = backbone.init(keys.init, x0, train=False)
@@ -189,13 +210,17 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Pro
 
   def losses_at(batch_stats, step) -> LossFns:
     idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
-    x = data.preprocess(train_x[idx], dtype)
+    x = sharding.shard_batch(train_x[idx], mesh)
+    x = data.preprocess(x, dtype)
     if cfg.data.augment:
       x = augment.random_crop_flip(jax.random.fold_in(keys.step, step), x[None],
                                    pad=cfg.data.crop_pad)[0]
-    ys = tuple(y[idx] for y in train_y)
+    ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
-    dx, dy = data.preprocess(dev_x[didx], dtype), dev_y0[didx]
+    dx, dy = dev_x[didx], dev_y0[didx]
+    if shard_dev:
+      dx, dy = sharding.shard_batch((dx, dy), mesh)
+    dx = data.preprocess(dx, dtype)
 
     def per_sample(params):
       z, new_stats = outputs(params, batch_stats, x, train=True)
@@ -215,10 +240,11 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Pro
 
     return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None)
 
-  eval_batch = cfg.data.get("eval_batch_size", 500)
+  eval_batch = _eval_batch(cfg, mesh)
 
   @jax.jit
   def _stats(params, batch_stats, x, ys, mask):
+    x, ys, mask = sharding.shard_batch((x, ys, mask), mesh)
     z, _ = outputs(params, batch_stats, data.preprocess(x, dtype), train=False)
     return [task_losses.eval_stats(kinds[t], z[t], ys[t], outs[t], mask)
             for t in range(num_tasks)]
@@ -226,10 +252,11 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Pro
   def evaluate(params, batch_stats, split: str) -> dict:
     if split not in ("dev", "test"):
       raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    sharding.wait_on_cpu((params, batch_stats), mesh)
     arrays = [getattr(data, f"{split}_inputs"), *getattr(data, f"{split}_targets")]
     total = None
     for (x, *ys), mask in _padded_batches(arrays, eval_batch):
-      s = _stats(params, batch_stats, x, ys, mask)
+      s = sharding.wait_on_cpu(_stats(params, batch_stats, x, ys, mask), mesh)
       total = s if total is None else jax.tree.map(jnp.add, total, s)
     out = {}
     for t in range(num_tasks):
@@ -245,10 +272,14 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys) -> Pro
       select=task_losses.default_select(kinds[0]))
 
 
-def build_problem(cfg, data, backbone, dtype, keys: Keys) -> Problem:
-  """`separate_tasks` for `MultiTaskData`, `shared_input` for `SharedInputData`."""
+def build_problem(cfg, data, backbone, dtype, keys: Keys, mesh=None) -> Problem:
+  """`separate_tasks` for `MultiTaskData`, `shared_input` for `SharedInputData`.
+
+  ``mesh``: the data-parallel mesh (`aux_jax.train.sharding`), or None for the
+  default device.
+  """
   if isinstance(data, MultiTaskData):
-    return separate_tasks(cfg, data, backbone, dtype, keys)
+    return separate_tasks(cfg, data, backbone, dtype, keys, mesh)
   if isinstance(data, SharedInputData):
-    return shared_input(cfg, data, backbone, dtype, keys)
+    return shared_input(cfg, data, backbone, dtype, keys, mesh)
   raise TypeError(f"expected MultiTaskData or SharedInputData, got {type(data).__name__}")

@@ -36,6 +36,13 @@ def test_aang_run_learns_keywords_and_meta_learns_logits():
   z = np.array(out["logits_history"][-1]["objective_logits"])
   assert z.shape == (24,) and np.abs(z).max() > 0      # meta-updates moved the logits
   np.testing.assert_allclose(sum(out["final_objective_weights"]), 1.0, rtol=1e-5)
+  # Per-axis weights: step 0 then each evaluation; each axis a distribution.
+  axes = out["axis_weights_history"]
+  assert [r["step"] for r in axes] == [0] + [s for s, _ in out["dev_f1_history"]]
+  for kind in ("marginal", "factor_softmax"):
+    for values in axes[-1][kind].values():
+      np.testing.assert_allclose(sum(values), 1.0, rtol=1e-5)
+  assert axes[-1]["marginal"]["output"] != axes[0]["marginal"]["output"]
   assert out["best_step"] in [s for s, _ in out["dev_f1_history"]]
 
 

@@ -94,7 +94,8 @@ def test_oxford_pet_resizes_and_uses_breed_labels():
   for got, r in ((data.dev_images[0], dev_rows[0]), (data.train_images[0, -1], train_rows[-1])):
     want = jax.image.resize(raw_x[r].astype(np.float32), (size, size, 3), "bilinear",
                             antialias=True)
-    np.testing.assert_array_equal(got, np.clip(np.rint(np.asarray(want)), 0, 255))
+    # Pillow's bilinear filter and jax.image's agree to one grey level.
+    np.testing.assert_allclose(got, np.clip(np.rint(np.asarray(want)), 0, 255), atol=1)
 
 
 def test_bad_arguments():

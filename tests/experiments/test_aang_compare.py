@@ -3,10 +3,12 @@
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import app
 
+from aux_jax.aang import train as aang_train
 from experiments import aang_compare as C
 
 TINY = dict(max_len=32, width=16, mlp_dim=32, num_heads=2, depth=1, batch_size=8,
@@ -50,7 +52,15 @@ def _write_keyword_data(root):
         f.write(json.dumps({"text": f"we use {word} tools", "label": label}) + "\n")
 
 
-def test_run_all_writes_per_run_workdirs_and_reuses_them(tmp_path):
+def _no_training_step(*args, **kwargs):
+  """Stands in for `train.make_fixed_step` (a real step's compile dominates this test)."""
+  del args, kwargs
+  return lambda state, data: (state._replace(step=state.step + 1), {
+      "loss_primary": jnp.zeros(()), "loss_aux": jnp.zeros(())})
+
+
+def test_run_all_writes_per_run_workdirs_and_reuses_them(tmp_path, monkeypatch):
+  monkeypatch.setattr(aang_train, "make_fixed_step", _no_training_step)
   data = tmp_path / "data"
   data.mkdir()
   _write_keyword_data(data)
@@ -69,6 +79,7 @@ def test_run_all_writes_per_run_workdirs_and_reuses_them(tmp_path):
     with open(wd / f"supervised_seed{seed}" / "config.json") as f:
       cfg = json.load(f)
     assert cfg["seed"] == seed and cfg["aang"]["num_steps"] == 10
+    assert cfg["aang"]["method"] == "supervised" and res["steps_run"] == 10
     run = payload["runs"][seed]
     assert run["best_dev_f1"] == res["best_dev_f1"] and run["test_f1"] == res["test_f1"]
   dev = [r["best_dev_f1"] for r in payload["runs"]]

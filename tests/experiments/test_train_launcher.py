@@ -5,7 +5,7 @@ import os
 import random
 
 from configs import aang_citation_intent
-from experiments.train import run_aang_experiment
+from aux_jax.aang.experiment import run_aang_experiment
 
 
 def _write_keyword_data(root):

@@ -1,0 +1,93 @@
+"""experiments/compare.py: seeds, the metric by selection, the table, runs end to end, reuse."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import compare as C
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+TOY = os.path.join(ROOT, "configs", "slgrad_toy.py")
+# A tiny toy problem: 100 examples (60/20/20), 8 inputs, 3 steps.
+TINY = {"data.kwargs.num_samples": 100, "data.kwargs.input_dim": 8,
+        "data.batch_size": 8, "data.dev_batch_size": 8, "data.kwargs.main_noise": 0.2}
+
+
+def test_parse_seeds():
+  assert C.parse_seeds(["3"]) == [0, 1, 2]
+  assert C.parse_seeds(["4", "1", "7"]) == [4, 1, 7]
+  for bad in (["0"], ["a"], ["1", "1"]):
+    with pytest.raises(ValueError):
+      C.parse_seeds(bad)
+
+
+def test_accuracy_table_keeps_the_digits_format():
+  runs = [{"method": m, "seed": s, "select": "accuracy", "test_accuracy": a,
+           "wall_seconds": w}
+          for m, s, a, w in [("sll", 0, 0.9, 10.0), ("maoal", 0, 0.95, 40.0),
+                             ("sll", 1, 0.92, 14.0), ("maoal", 1, 0.96, 50.0)]]
+  lines = C.table(C.summarize(runs)).splitlines()
+  assert lines[0] == "| method | main-task test accuracy (%) | seeds | wall time per run (s) |"
+  # Percent, 2 decimals, population std (ddof=0): sll mean 91, std 1; maoal 95.5 ± 0.5.
+  assert lines[2] == "| sll | 91.00 ± 1.00 | 2 | 12 |"
+  assert lines[3] == "| maoal | 95.50 ± 0.50 | 2 | 45 |"
+
+
+def test_lower_is_better_metric_from_neg_select():
+  spec = C.metric_spec("neg_mse")
+  assert spec["key"] == "test_mse" and spec["lower_is_better"] and spec["scale"] == 1.0
+  assert "MSE (lower is better)" in spec["label"]
+  assert C.metric_spec("miou")["key"] == "test_miou"
+  assert not C.metric_spec("miou")["lower_is_better"]
+  runs = [{"method": "a", "select": "neg_mse", "test_mse": v, "wall_seconds": 1.0}
+          for v in (0.01, 0.03)]
+  assert C.table(C.summarize(runs)).splitlines()[2] == "| a | 0.0200 ± 0.0100 | 2 | 1 |"
+  with pytest.raises(ValueError, match="different dev metrics"):
+    C.summarize(runs + [{"method": "b", "select": "accuracy", "test_accuracy": 0.5,
+                         "wall_seconds": 1.0}])
+
+
+def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
+  workdir = str(tmp_path / "cmp")
+  logs = []
+  payload = C.run_all(TOY, ["sll", "slgrad"], [0, 1], workdir, overrides=TINY, steps=3,
+                      log_fn=logs.append)
+  runs = payload["runs"]
+  assert [(r["method"], r["seed"]) for r in runs] == [
+      ("sll", 0), ("sll", 1), ("slgrad", 0), ("slgrad", 1)]
+  for r in runs:
+    with open(os.path.join(r["workdir"], "test_metrics.json")) as f:
+      tm = json.load(f)
+    with open(os.path.join(r["workdir"], "config.json")) as f:
+      cfg = json.load(f)
+    assert tm["select"] == "neg_mse" and tm["test_mse"] == pytest.approx(-tm["test_neg_mse"])
+    assert cfg["seed"] == r["seed"] and cfg["optim"]["num_steps"] == 3
+    assert cfg["data"]["kwargs"]["num_samples"] == 100   # the overrides reached the run
+    assert cfg["data"]["kwargs"]["main_noise"] == 0.2
+    assert r["test_mse"] == tm["test_mse"]
+  row = payload["summary"]["methods"]["slgrad"]
+  mses = [r["test_mse"] for r in runs if r["method"] == "slgrad"]
+  assert row["mean"] == pytest.approx(np.mean(mses)) and row["std"] == pytest.approx(np.std(mses))
+  assert runs[0]["test_mse"] != runs[1]["test_mse"]   # the seed reached the run
+  lines = payload["table"].splitlines()
+  assert "test MSE (lower is better)" in lines[0]
+  assert lines[3].startswith(f"| slgrad | {np.mean(mses):.4f} ± {np.std(mses):.4f} | 2 |")
+  with open(os.path.join(workdir, "compare.md")) as f:
+    assert f.read() == payload["table"] + "\n"
+  with open(os.path.join(workdir, "compare.json")) as f:
+    saved = json.load(f)
+  assert saved["seeds"] == [0, 1] and saved["config_overrides"] == TINY
+  assert saved["jax_version"] and saved["machine"] and saved["date"]
+
+  # The launcher with --config.x=y overrides finds the same configs: every run is reused.
+  cmd = [sys.executable, "-m", "experiments.compare", f"--config={TOY}", "--seeds=0,1",
+         "--methods=sll,slgrad", "--steps=3", f"--workdir={workdir}"]
+  cmd += [f"--config.{k}={v}" for k, v in TINY.items()]
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.count("reusing") == 4, out.stdout
+  assert payload["table"] in out.stdout

@@ -42,6 +42,10 @@ def get_config(variant: str = "nonlinear") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Data parallel over a mesh of devices (aux_jax.train.sharding): None = all devices
+  # (one on CPU); the batch must divide over them.
+  c.mesh = ml_collections.ConfigDict(
+      {"num_devices": ml_collections.config_dict.placeholder(int)})
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "nyuv2"

@@ -18,6 +18,10 @@ import ml_collections
 def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Data parallel over a mesh of devices (aux_jax.train.sharding): None = all devices
+  # (one on CPU); the batch must divide over them.
+  c.mesh = ml_collections.ConfigDict(
+      {"num_devices": ml_collections.config_dict.placeholder(int)})
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "digits"

@@ -25,6 +25,10 @@ HIDDEN = (64, 64, 64)
 def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Data parallel over a mesh of devices (aux_jax.train.sharding): None = all devices
+  # (one on CPU); the batch must divide over them.
+  c.mesh = ml_collections.ConfigDict(
+      {"num_devices": ml_collections.config_dict.placeholder(int)})
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "toy_regression"

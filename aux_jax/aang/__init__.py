@@ -4,7 +4,8 @@ Modules: `space` (the (I, T, R, O) space, validity, enumeration), `transforms` (
 `attention` (R), `objectives` (the loss of one objective), `weights` (factored logits,
 sampling, meta-update), `transformer` (a small Flax encoder and heads), `tokenizer`
 (byte level), `data` (jsonl loader, macro-F1, a toy task), `train` (jitted steps and
-`run_aang`).
+`run_aang`), `plots` (per-axis weights over training), `experiment` (the launcher's
+runner: config → workdir).
 """
 
 from aux_jax.aang.data import TextClassificationData, TextSplit, keyword_data, load_jsonl_dir, macro_f1

@@ -45,9 +45,14 @@ def _to_host(tree) -> dict:
 
 
 def _manager(path: str, max_to_keep: int) -> ocp.CheckpointManager:
+  # Multi-host: managers saving the same step at once (checkpoints/, best/) need
+  # their own barrier names.
+  multiprocessing = ocp.options.MultiprocessingOptions(
+      barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
   return ocp.CheckpointManager(
       os.path.abspath(path),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           multiprocessing_options=multiprocessing))
 
 
 def _restore(manager: ocp.CheckpointManager, template: TrainState,

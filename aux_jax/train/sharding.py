@@ -18,6 +18,11 @@ Multi-host: after `jax.distributed.initialize()`, `jax.devices()` lists the devi
 of all processes and every process runs the same program on its own devices. Host
 arrays become global arrays through `jax.make_array_from_callback` (every process
 supplies the same array, e.g. the same dataset read from disk).
+
+Configs choose the number of devices with ``config.mesh.num_devices`` (None: every
+accelerator of every host; on a single-process CPU backend one device); the training
+batch (per task for per-task batches) must divide over them. The dev batch is split
+too when it divides, otherwise every device computes it whole.
 """
 
 from __future__ import annotations

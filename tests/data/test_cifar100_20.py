@@ -140,7 +140,7 @@ def test_bad_arguments(kwargs, match):
 
 def test_prepare_cli_errors():
   with pytest.raises(ValueError, match="unknown dataset"):
-    prepare.prepare("mnist")
+    prepare.prepare("imagenet2012")
   if prepare.missing_requirements():
     with mock.patch("sys.stderr", new_callable=io.StringIO) as err:
       assert prepare.main(["cifar100", "--data_dir=/nowhere"]) == 1

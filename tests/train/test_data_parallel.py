@@ -222,6 +222,9 @@ def test_put_replicated_and_make_mesh():
   x = sharding.put_replicated({"a": host}, mesh)["a"]
   assert x.dtype == np.int32 and x.sharding.is_fully_replicated
   assert all(np.array_equal(s.data, host) for s in x.addressable_shards)
+  kept = sharding.replicate({"a": x, "b": jax.numpy.float32(2.0)}, mesh)
+  assert kept["a"] is x  # already replicated: not copied
+  assert kept["b"].sharding.is_fully_replicated and len(kept["b"].sharding.device_set) == N
   with pytest.raises(ValueError, match="there are"):
     sharding.make_mesh(jax.device_count() + 1)
   with pytest.raises(ValueError, match="cannot split"):

@@ -108,7 +108,7 @@ def _assert_states_close(a, b, what):
 @pytest.mark.parametrize("method", METHODS)
 def test_step_on_8_devices_matches_1_device(digits, method):
   exps, runs = digits
-  (init8, new8), (init1, new1) = runs[N], runs[1]
+  (_, new8), (init1, new1) = runs[N], runs[1]
   assert exps[N][method].mesh.size == N and exps[1][method].mesh.size == 1
   _assert_states_close(new8[method], new1[method], method)
   # The step did something: the comparison is not between two initial states.

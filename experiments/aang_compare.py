@@ -17,18 +17,15 @@ Markdown table of dev and test macro-F1, mean ± sample std over seeds) and
 from __future__ import annotations
 
 import ast
-import datetime
-import importlib.util
 import json
 import os
-import platform
 import time
 
 from absl import app, flags, logging
-import jax
 import numpy as np
 
 from aux_jax.aang.experiment import run_aang_experiment
+from experiments import report
 
 FLAGS = flags.FLAGS
 
@@ -47,15 +44,6 @@ def define_flags():
   flags.DEFINE_integer("patience", None, "Override aang.patience.")
   flags.DEFINE_multi_string("set", [], "Override any aang field: name=value.")
   flags.mark_flag_as_required("data_dir")
-
-
-def load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location("aux_jax_aang_compare_config", path)
-  if spec is None:
-    raise app.UsageError(f"cannot load config file {path!r}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def parse_overrides(steps=None, eval_every=None, patience=None, sets=()) -> dict:
@@ -115,7 +103,7 @@ def _same_config(workdir: str, config) -> bool:
 def run_all(config_path: str, data_dir: str, workdir: str, seeds, methods,
             overrides: dict, log_fn=print) -> dict:
   """Runs every (method, seed) and returns the results.json payload (also written)."""
-  module = load_config_module(config_path)
+  module = report.load_config_module(config_path)
   runs = []
   for method in methods:
     for seed in seeds:
@@ -146,7 +134,6 @@ def run_all(config_path: str, data_dir: str, workdir: str, seeds, methods,
       log_fn(f"   dev macro-F1 {res['best_dev_f1']:.4f} (step {res['best_step']}), "
              f"test macro-F1 {res['test_f1']:.4f}, {wall:.0f} s")
   summary = summarize(runs)
-  backend = jax.default_backend()
   payload = {
       "task": os.path.basename(os.path.normpath(data_dir)),
       "metric": "macro-F1; dev = best dev evaluation, test = at that checkpoint",
@@ -157,16 +144,9 @@ def run_all(config_path: str, data_dir: str, workdir: str, seeds, methods,
       "methods": list(methods),
       "config": config_path,
       "config_overrides": overrides,
-      "jax_version": jax.__version__,
-      "machine": (f"{os.cpu_count()}-core CPU ({platform.machine()})" if backend == "cpu"
-                  else jax.devices()[0].device_kind),
-      "date": datetime.date.today().isoformat(),
+      **report.provenance(),
   }
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(payload, f, indent=2)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(payload["table"] + "\n")
+  report.write_results(workdir, "results", payload)
   return payload
 
 

@@ -23,19 +23,17 @@ overrides, JAX version, machine, date).
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 import time
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags, logging
-import jax
 import ml_collections
 import numpy as np
 
 from aux_jax.train.loop import train_and_evaluate
+from experiments import report
 from experiments.report import load_config_module
 
 FLAGS = flags.FLAGS
@@ -143,12 +141,6 @@ def _finished_run(run_dir: str, config: ml_collections.ConfigDict) -> Optional[d
     return json.load(f)
 
 
-def _machine() -> str:
-  if jax.default_backend() == "cpu":
-    return f"{os.cpu_count()}-core CPU"
-  return jax.devices()[0].device_kind
-
-
 def run_all(config_path: str, methods: Sequence[str], seeds: Sequence[int], workdir: str,
             overrides: Optional[dict] = None, steps: Optional[int] = None,
             log_fn: Callable[[str], None] = print) -> dict:
@@ -200,16 +192,9 @@ def run_all(config_path: str, methods: Sequence[str], seeds: Sequence[int], work
       "config": config_path,
       "config_overrides": overrides,
       "steps": steps,
-      "jax_version": jax.__version__,
-      "machine": _machine(),
-      "platform": platform.platform(),
-      "date": datetime.date.today().isoformat(),
+      **report.provenance(),
   }
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "compare.json"), "w") as f:
-    json.dump(payload, f, indent=2)
-  with open(os.path.join(workdir, "compare.md"), "w") as f:
-    f.write(payload["table"] + "\n")
+  report.write_results(workdir, "compare", payload)
   return payload
 
 

@@ -1,11 +1,33 @@
 """Flag-free helpers of the comparison launchers (importable from tests and notebooks):
 loading a config module from a path, dotted config overrides, 95% confidence
-intervals, Markdown result tables."""
+intervals, Markdown result tables, provenance and writing the result files."""
 
 import ast
+import datetime
 import importlib.util
+import json
+import os
+import platform
 
+import jax
 import numpy as np
+
+
+def provenance() -> dict:
+  """Where and when results were measured: JAX version, machine, platform, date."""
+  machine = (f"{os.cpu_count()}-core CPU" if jax.default_backend() == "cpu"
+             else jax.devices()[0].device_kind)
+  return {"jax_version": jax.__version__, "machine": machine,
+          "platform": platform.platform(), "date": datetime.date.today().isoformat()}
+
+
+def write_results(workdir: str, stem: str, payload: dict) -> None:
+  """Writes ``payload`` to ``{stem}.json`` and its "table" to ``{stem}.md``."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, f"{stem}.json"), "w") as f:
+    json.dump(payload, f, indent=2)
+  with open(os.path.join(workdir, f"{stem}.md"), "w") as f:
+    f.write(payload["table"] + "\n")
 
 
 def load_config_module(path: str):

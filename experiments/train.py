@@ -22,13 +22,14 @@ whose hosts JAX finds itself). Process 0 writes the logs, metrics and plots; all
 processes write the checkpoints together, so the workdir must be on a shared disk.
 """
 
-import importlib
 import json
 import os
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from aux_jax import registry
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -112,10 +113,10 @@ RUNNERS = {
 def get_runner(config):
   """The function that runs ``config`` (its ``runner`` field; "train" if absent)."""
   name = config.get("runner", "aang" if "aang" in config else "train")
-  if name not in RUNNERS:
-    raise app.UsageError(f"unknown runner {name!r}; known: {', '.join(sorted(RUNNERS))}")
-  module, fn = RUNNERS[name].split(":")
-  return getattr(importlib.import_module(module), fn)
+  try:
+    return registry.lookup(RUNNERS, name, "runner")
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Multi-task datasets (host arrays), deterministic on-device sampling and augmentation."""
 
-import importlib
-
+from aux_jax import registry
 from aux_jax.data.augment import random_crop_flip
 from aux_jax.data.cifar100_20 import load_cifar100_20
 from aux_jax.data.tfds_source import DatasetNotPreparedError
@@ -38,10 +37,7 @@ def get_dataset(name: str, **kwargs) -> "MultiTaskData | SharedInputData":
   Raises:
     ValueError: for an unknown name, listing the known ones.
   """
-  if name not in _LOADERS:
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-  module, fn = _LOADERS[name].split(":")
-  return getattr(importlib.import_module(module), fn)(**kwargs)
+  return registry.lookup(_LOADERS, name, "dataset")(**kwargs)
 
 
 __all__ = [

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 import flax.linen as nn
 
+from aux_jax import registry
 from aux_jax.models.heads import apply_head, apply_heads, init_heads
 from aux_jax.models.multitask import masked_cross_entropy, multitask_features, single_features
 from aux_jax.models.resnet import CifarResNet18
@@ -33,10 +32,7 @@ def get_backbone(name: str, **kwargs) -> nn.Module:
   Raises:
     ValueError: for an unknown name, listing the known ones.
   """
-  if name not in _BACKBONES:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(_BACKBONES))}")
-  module, cls = _BACKBONES[name].split(":")
-  return getattr(importlib.import_module(module), cls)(**kwargs)
+  return registry.lookup(_BACKBONES, name, "model")(**kwargs)
 
 
 __all__ = [

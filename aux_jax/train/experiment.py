@@ -29,7 +29,7 @@ from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
 from aux_jax.models import get_backbone
 from aux_jax.partition import Partition, make_partition, partition_rules
-from aux_jax.train import problems, sharding
+from aux_jax.train import optimizers, problems, sharding
 
 PyTree = Any
 
@@ -69,40 +69,6 @@ def _compute_dtype(name: str):
   return jnp.dtype(name)
 
 
-def _lower_optimizer(cfg) -> optax.GradientTransformation:
-  if cfg.schedule == "cosine":
-    lr = optax.cosine_decay_schedule(cfg.lr, cfg.num_steps)
-  elif cfg.schedule == "constant":
-    lr = cfg.lr
-  elif cfg.schedule == "step":  # × decay_factor (default 0.5) every decay_every steps
-    lr = optax.exponential_decay(cfg.lr, cfg.decay_every, cfg.get("decay_factor", 0.5),
-                                 staircase=True)
-  else:
-    raise ValueError(f"optim.schedule must be 'cosine', 'constant' or 'step', got "
-                     f"{cfg.schedule!r}")
-  if cfg.name == "sgd":
-    base = optax.sgd(lr, momentum=cfg.momentum or None)
-  elif cfg.name == "adam":
-    base = optax.adam(lr)
-  else:
-    raise ValueError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")
-  # PyTorch-style weight decay: added to the gradient before the optimizer; optional
-  # clipping of the update direction's global norm first (ATTITTUD clips at 1).
-  clip = cfg.get("clip_norm", 0.0)
-  return optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []),
-                     optax.add_decayed_weights(cfg.weight_decay), base)
-
-
-def _upper_optimizer(cfg) -> optax.GradientTransformation:
-  if cfg.optimizer == "adam":
-    base = optax.adam(cfg.lr)
-  elif cfg.optimizer == "sgd":
-    base = optax.sgd(cfg.lr, momentum=cfg.momentum or None)
-  else:
-    raise ValueError(f"hyper.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
-
-
 def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   """Builds the jitted functions of an experiment from its config and data.
 
@@ -128,8 +94,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
                              if cfg.method.partition == "module_wise" else ())
   method = get_method(cfg.method.name, num_tasks, partition,
                       **dict(cfg.method.get("kwargs", {})))
-  tx = _lower_optimizer(cfg.optim)
-  meta = meta_optimizer(_upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
+  tx = optimizers.lower_optimizer(cfg.optim)
+  meta = meta_optimizer(optimizers.upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
                         projection=method.projection)
   step_key = keys.step
 

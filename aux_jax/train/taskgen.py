@@ -55,6 +55,7 @@ from aux_jax.data.multitask import MultiTaskData
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.models import get_backbone
 from aux_jax.models.multitask import single_features
+from aux_jax.train.optimizers import lower_optimizer, upper_optimizer
 
 PyTree = Any
 
@@ -119,34 +120,6 @@ def _compute_dtype(name: str):
   if name not in ("float32", "bfloat16"):
     raise ValueError(f"model.dtype must be 'float32' or 'bfloat16', got {name!r}")
   return jnp.dtype(name)
-
-
-def lower_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """θ's optimizer from ``config.optim``: PyTorch-style weight decay, then SGD/Adam."""
-  if cfg.schedule == "cosine":
-    lr = optax.cosine_decay_schedule(cfg.lr, cfg.num_steps)
-  elif cfg.schedule == "constant":
-    lr = cfg.lr
-  else:
-    raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")
-  if cfg.name == "sgd":
-    base = optax.sgd(lr, momentum=cfg.momentum or None)
-  elif cfg.name == "adam":
-    base = optax.adam(lr)
-  else:
-    raise ValueError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
-
-
-def upper_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """φ's base optimizer from ``config.hyper`` (clipping is added by `meta_optimizer`)."""
-  if cfg.optimizer == "adam":
-    base = optax.adam(cfg.lr)
-  elif cfg.optimizer == "sgd":
-    base = optax.sgd(cfg.lr, momentum=cfg.momentum or None)
-  else:
-    raise ValueError(f"hyper.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
 
 
 def _check_config(cfg, data: MultiTaskData):

@@ -115,11 +115,11 @@ def test_conv_auxiliary_network_end_to_end(root, tmp_path):
 
 
 def test_step_schedule_halves_the_learning_rate():
-  from aux_jax.train.experiment import _lower_optimizer
+  from aux_jax.train.optimizers import lower_optimizer
   import ml_collections
   cfg = ml_collections.ConfigDict(dict(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.0,
                                        schedule="step", decay_every=2, num_steps=10))
-  tx = _lower_optimizer(cfg)
+  tx = lower_optimizer(cfg)
   p = {"x": np.float32(0.0)}
   state = tx.init(p)
   steps = []

@@ -1,0 +1,42 @@
+"""The optax optimizers of both levels, built from a config's `optim` and `hyper`
+sections (every runner uses these: `experiment`, `taskgen`)."""
+
+from __future__ import annotations
+
+import optax
+
+
+def lower_optimizer(cfg) -> optax.GradientTransformation:
+  """θ's optimizer from ``config.optim``: optional clip, weight decay, SGD/Adam."""
+  if cfg.schedule == "cosine":
+    lr = optax.cosine_decay_schedule(cfg.lr, cfg.num_steps)
+  elif cfg.schedule == "constant":
+    lr = cfg.lr
+  elif cfg.schedule == "step":  # × decay_factor (default 0.5) every decay_every steps
+    lr = optax.exponential_decay(cfg.lr, cfg.decay_every, cfg.get("decay_factor", 0.5),
+                                 staircase=True)
+  else:
+    raise ValueError(f"optim.schedule must be 'cosine', 'constant' or 'step', got "
+                     f"{cfg.schedule!r}")
+  if cfg.name == "sgd":
+    base = optax.sgd(lr, momentum=cfg.momentum or None)
+  elif cfg.name == "adam":
+    base = optax.adam(lr)
+  else:
+    raise ValueError(f"optim.name must be 'sgd' or 'adam', got {cfg.name!r}")
+  # PyTorch-style weight decay: added to the gradient before the optimizer; optional
+  # clipping of the update direction's global norm first (ATTITTUD clips at 1).
+  clip = cfg.get("clip_norm", 0.0)
+  return optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []),
+                     optax.add_decayed_weights(cfg.weight_decay), base)
+
+
+def upper_optimizer(cfg) -> optax.GradientTransformation:
+  """φ's base optimizer from ``config.hyper`` (`meta_optimizer` adds the clipping)."""
+  if cfg.optimizer == "adam":
+    base = optax.adam(cfg.lr)
+  elif cfg.optimizer == "sgd":
+    base = optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+  else:
+    raise ValueError(f"hyper.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+  return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)

@@ -12,7 +12,10 @@ so with v₀ = ∇_θ L_val the hypergradient is
 
     dL_val/dφ = −(∂G/∂φ)ᵀ p,   where   Jᵀ p = v₀.                          (1)
 
-`implicit_hypergradient` solves Jᵀp = v₀ with one of three solvers and returns (1):
+`implicit_hypergradient` solves Jᵀp = v₀ with a solver and returns (1). A solver is a
+function ``solver(transpose_jacobian, v0, *, symmetric, **kwargs) -> (p, HypergradInfo)``
+over the linear map v ↦ Jᵀv; `SOLVERS` names the built-in ones (adding a solver is one
+function and one line there, or pass the function itself as ``solver=``):
 
 * ``"neumann"``: the truncated Neumann series (Lorraine et al., 2020; AuxiLearn,
   Navon et al., ICLR 2021)
@@ -38,7 +41,8 @@ or ``lax.while_loop`` (CG, GMRES), so a call works under ``jax.jit`` and ``jax.v
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import inspect
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +51,6 @@ import optax
 
 PyTree = Any
 LinearOperator = Callable[[PyTree], PyTree]
-
-SOLVERS = ("neumann", "cg", "exact")
 
 
 class HypergradInfo(NamedTuple):
@@ -79,13 +81,15 @@ def all_finite(tree: PyTree) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------
-# Linear solvers for Jᵀ p = v₀. Each takes the operator v ↦ Jᵀv and returns (p, info).
+# Linear solvers for Jᵀ p = v₀. Each takes the operator v ↦ Jᵀv, the right-hand side,
+# whether J is symmetric, and its own keyword arguments; it returns (p, info).
 
 
 def neumann(
     transpose_jacobian: LinearOperator,
     v0: PyTree,
     *,
+    symmetric: bool = False,
     steps: int = 3,
     step: float = 1e-3,
     scale_by_step: bool = True,
@@ -95,6 +99,7 @@ def neumann(
   Args:
     transpose_jacobian: the linear map v ↦ Jᵀv on pytrees like ``v0``.
     v0: right-hand side, usually ∇_θ L_val.
+    symmetric: unused (the series needs no symmetry).
     steps: number of terms after the first (the original code's "J", default 3).
     step: α.
     scale_by_step: multiply the sum by α (a consistent estimator of (Jᵀ)⁻¹v₀). False
@@ -103,6 +108,7 @@ def neumann(
   Returns:
     (p, info), p a pytree like ``v0``.
   """
+  del symmetric
   if steps < 0:
     raise ValueError(f"neumann steps must be >= 0, got {steps}")
 
@@ -148,9 +154,13 @@ def conjugate_gradient(
 
 
 def exact(
-    transpose_jacobian: LinearOperator, v0: PyTree
+    transpose_jacobian: LinearOperator, v0: PyTree, *, symmetric: bool = False
 ) -> tuple[PyTree, HypergradInfo]:
-  """Forms Jᵀ densely (one product per parameter) and solves with LU. Small problems only."""
+  """Forms Jᵀ densely (one product per parameter) and solves with LU. Small problems only.
+
+  ``symmetric`` is unused (LU needs no symmetry).
+  """
+  del symmetric
   flat_v0, unravel = ravel_pytree(v0)
   flat_op = lambda x: ravel_pytree(transpose_jacobian(unravel(x)))[0]
   jt = jax.jacfwd(flat_op)(jnp.zeros_like(flat_v0))  # linear map: its Jacobian is Jᵀ
@@ -158,12 +168,63 @@ def exact(
   return p, _residual_info(transpose_jacobian, v0, p)
 
 
+Solver = Callable[..., tuple[PyTree, HypergradInfo]]
+
+# name -> solver. Each is called as solver(transpose_jacobian, v0, symmetric=..., **kwargs).
+SOLVERS: dict[str, Solver] = {
+    "neumann": neumann,
+    "cg": conjugate_gradient,
+    "exact": exact,
+}
+
+# The keyword arguments `implicit_hypergradient` accepted before ``solver_kwargs``,
+# and the solver argument each one is.
+_LEGACY_KWARGS = {"neumann": {"neumann_steps": "steps", "step": "step",
+                              "scale_by_step": "scale_by_step"},
+                  "cg": {"maxiter": "maxiter", "tol": "tol"}}
+
+
+def solver_options(solver: Union[str, Solver]) -> tuple[str, ...]:
+  """The keyword arguments ``solver`` (a name in `SOLVERS` or a function) takes, besides
+  ``transpose_jacobian``, ``v0`` and ``symmetric``."""
+  fn = get_solver(solver)
+  return tuple(name for name, p in inspect.signature(fn).parameters.items()
+               if p.kind == p.KEYWORD_ONLY and name != "symmetric")
+
+
+def get_solver(solver: Union[str, Solver]) -> Solver:
+  """A solver function by name (a key of `SOLVERS`), or ``solver`` itself if callable.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if callable(solver):
+    return solver
+  if solver not in SOLVERS:
+    raise ValueError(f"unknown solver {solver!r}; expected one of {tuple(SOLVERS)}")
+  return SOLVERS[solver]
+
+
+def check_solver_kwargs(solver: Union[str, Solver], kwargs) -> dict:
+  """``kwargs`` as a dict, checked against the arguments ``solver`` takes.
+
+  Raises:
+    ValueError: an unknown solver, or an argument it does not take.
+  """
+  kwargs = dict(kwargs or {})
+  known = solver_options(solver)
+  unknown = sorted(set(kwargs) - set(known))
+  if unknown:
+    name = solver if isinstance(solver, str) else getattr(solver, "__name__", "solver")
+    raise ValueError(f"solver {name!r} takes {list(known)}; got unknown argument(s) "
+                     f"{unknown}")
+  return kwargs
+
+
 # --------------------------------------------------------------------------------------
 
 
-def _check_inputs(lower_grad_fn, val_loss_fn, params, aux_params, solver):
-  if solver not in SOLVERS:
-    raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
+def _check_inputs(lower_grad_fn, val_loss_fn, params, aux_params):
   out = jax.eval_shape(lower_grad_fn, params, aux_params)
   if jax.tree.structure(out) != jax.tree.structure(params):
     raise ValueError(
@@ -186,13 +247,14 @@ def implicit_hypergradient(
     params: PyTree,
     aux_params: PyTree,
     *,
-    solver: str = "neumann",
-    neumann_steps: int = 3,
-    step: float = 1e-3,
-    scale_by_step: bool = True,
+    solver: Union[str, Solver] = "neumann",
     symmetric: bool = False,
-    maxiter: int = 100,
-    tol: float = 1e-6,
+    solver_kwargs: Optional[dict] = None,
+    neumann_steps: Optional[int] = None,
+    step: Optional[float] = None,
+    scale_by_step: Optional[bool] = None,
+    maxiter: Optional[int] = None,
+    tol: Optional[float] = None,
 ) -> tuple[PyTree, HypergradInfo]:
   """The hypergradient dL_val/dφ = −(∂G/∂φ)ᵀ (Jᵀ)⁻¹ ∇_θ L_val, with J = ∂G/∂θ.
 
@@ -202,22 +264,33 @@ def implicit_hypergradient(
     val_loss_fn: ``params -> f32[]``: the upper-level (dev-set) loss.
     params: θ, any pytree of float arrays.
     aux_params: φ, any pytree of float arrays.
-    solver: ``"neumann"``, ``"cg"`` or ``"exact"`` (see the module docstring).
-    neumann_steps: terms of the Neumann series after the first.
-    step: α of the Neumann series.
-    scale_by_step: multiply the Neumann sum by α (True: consistent estimator; False:
-      the original AuxiLearn/MAOAL convention).
+    solver: a name in `SOLVERS` (``"neumann"``, ``"cg"``, ``"exact"``; see the module
+      docstring) or a solver function.
     symmetric: J is symmetric (G is the gradient of one scalar loss): use
-      forward-over-reverse products and conjugate gradient.
-    maxiter, tol: for ``"cg"``.
+      forward-over-reverse products (and conjugate gradient for ``"cg"``).
+    solver_kwargs: the solver's own keyword arguments, e.g. ``{"steps": 3, "step":
+      1e-4, "scale_by_step": False}`` for ``"neumann"`` or ``{"maxiter": 50, "tol":
+      1e-5}`` for ``"cg"`` (`solver_options` lists them).
+    neumann_steps, step, scale_by_step, maxiter, tol: the same as keyword arguments of
+      their solver (``steps``/``step``/``scale_by_step`` of ``"neumann"``,
+      ``maxiter``/``tol`` of ``"cg"``); ignored for other solvers. ``solver_kwargs``
+      wins where both are given.
 
   Returns:
     (hypergradient, info): a pytree like ``aux_params`` and a `HypergradInfo`.
 
   Raises:
-    ValueError: unknown solver, G not shaped like params, or a non-scalar loss.
+    ValueError: unknown solver or solver argument, G not shaped like params, or a
+      non-scalar loss.
   """
-  _check_inputs(lower_grad_fn, val_loss_fn, params, aux_params, solver)
+  solve = get_solver(solver)
+  given = {"neumann_steps": neumann_steps, "step": step, "scale_by_step": scale_by_step,
+           "maxiter": maxiter, "tol": tol}
+  legacy = _LEGACY_KWARGS.get(solver, {}) if isinstance(solver, str) else {}
+  kwargs = {arg: given[name] for name, arg in legacy.items() if given[name] is not None}
+  kwargs.update(check_solver_kwargs(solver, solver_kwargs))
+  _check_inputs(lower_grad_fn, val_loss_fn, params, aux_params)
+
   v0 = jax.grad(val_loss_fn)(params)
   g_of_theta = lambda p: lower_grad_fn(p, aux_params)
   if symmetric:
@@ -226,14 +299,7 @@ def implicit_hypergradient(
     _, vjp_theta = jax.vjp(g_of_theta, params)
     transpose_jacobian = lambda v: vjp_theta(v)[0]
 
-  if solver == "neumann":
-    p, info = neumann(transpose_jacobian, v0, steps=neumann_steps, step=step,
-                      scale_by_step=scale_by_step)
-  elif solver == "cg":
-    p, info = conjugate_gradient(transpose_jacobian, v0, symmetric=symmetric,
-                                 maxiter=maxiter, tol=tol)
-  else:
-    p, info = exact(transpose_jacobian, v0)
+  p, info = solve(transpose_jacobian, v0, symmetric=symmetric, **kwargs)
 
   _, vjp_phi = jax.vjp(lambda a: lower_grad_fn(params, a), aux_params)
   hypergrad = optax.tree.scale(-1.0, vjp_phi(p)[0])

@@ -12,6 +12,8 @@ AuxiLearn, Navon et al. ICLR 2021):
     normal         ℓ(p) = 1 − ⟨z_p / ‖z_p‖, y_p⟩       valid: y_p ≠ 0 (the zero vector)
     regression     ℓ = Σ_d (z_d − y_d)²                (per sample, d < C)
     classification ℓ = CE(z[:C], y)
+    soft_classification  ℓ = −Σ_c q_c log softmax(z[:C])_c   (q a distribution, e.g.
+                   the labels an AuxiLearn labeler generates, `aux_jax.methods.taskgen`)
 """
 
 from __future__ import annotations
@@ -21,13 +23,36 @@ import jax.numpy as jnp
 import optax
 
 from aux_jax.metrics import dense
-from aux_jax.models.multitask import masked_cross_entropy
 
 DENSE_KINDS = ("segmentation", "depth", "normal")
 
 # Floor of ‖z‖² when normalising predicted normals: ReLU features can make z exactly 0,
 # where z/‖z‖ has an unbounded gradient (and NaN at 0).
 _NORMAL_EPS = 1e-6
+
+
+def masked_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
+                         num_classes) -> jnp.ndarray:
+  """Per-sample softmax cross-entropy over each task's own classes.
+
+  With `C = num_classes` of the sample's task and `z` its logits,
+  `ℓ = logsumexp(z[:C]) − z[label]`: logits at class indices `>= C` are excluded
+  (a task with fewer classes than `C_max` uses the first `C` head outputs).
+
+  Args:
+    logits: `f32[..., C_max]`.
+    labels: `int[...]`, in `[0, num_classes)`.
+    num_classes: int, or an int array broadcastable to `labels` (e.g. `i32[T, 1]`
+      for `labels` `i32[T, B]`).
+
+  Returns:
+    `f32[...]` losses.
+  """
+  c_max = logits.shape[-1]
+  num_classes = jnp.asarray(num_classes)
+  mask = jnp.arange(c_max) < num_classes[..., None]
+  masked = jnp.where(mask, logits, -jnp.inf)
+  return optax.softmax_cross_entropy_with_integer_labels(masked, labels)
 
 
 def unit_normals(z: jax.Array) -> jax.Array:
@@ -71,6 +96,9 @@ def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_output
   if kind == "regression":
     z = outputs[..., :num_outputs].astype(jnp.float32)
     return jnp.sum(jnp.square(z - target), axis=-1)
+  if kind == "soft_classification":
+    z = outputs[..., :num_outputs].astype(jnp.float32)
+    return -jnp.sum(target * jax.nn.log_softmax(z, axis=-1), axis=-1)
   if kind in DENSE_KINDS:
     losses, valid = loss_map(kind, outputs, target, num_outputs)
     axes = tuple(range(1, losses.ndim))
@@ -94,6 +122,8 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
   keep = mask.reshape((-1,) + (1,) * (target.ndim - 1)) > 0
   if kind == "classification":
     out["correct"] = jnp.sum(mask * (jnp.argmax(z, -1) == target))
+  elif kind == "soft_classification":  # the prediction agrees with the target's mode
+    out["correct"] = jnp.sum(mask * (jnp.argmax(z, -1) == jnp.argmax(target, -1)))
   elif kind == "regression":
     out["sq_err"] = jnp.sum(mask * jnp.mean(jnp.square(z - target), -1))
   elif kind == "segmentation":
@@ -111,7 +141,7 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
   accuracy, neg_mse, miou, pixel_acc, neg_abs_err, neg_mean_angle)."""
   n = max(float(stats["count"]), 1.0)
   out = {"loss": float(stats["loss"]) / n}
-  if kind == "classification":
+  if kind in ("classification", "soft_classification"):
     out["accuracy"] = float(stats["correct"]) / n
   elif kind == "regression":
     out["mse"] = float(stats["sq_err"]) / n
@@ -130,5 +160,6 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
 
 def default_select(kind: str) -> str:
   """The dev metric that selects the model for a main task of ``kind``."""
-  return {"classification": "accuracy", "regression": "neg_mse", "segmentation": "miou",
+  return {"classification": "accuracy", "soft_classification": "accuracy",
+          "regression": "neg_mse", "segmentation": "miou",
           "depth": "neg_abs_err", "normal": "neg_mean_angle"}[kind]

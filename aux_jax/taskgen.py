@@ -20,9 +20,10 @@ held-out set through L_T(θ, φ), exactly as the loss-combining networks do
 (`aux_jax.hypergrad`). The soft labels q stay differentiable in φ; they are not
 sampled or arg-maxed.
 
-No entropy regulariser is added: DESIGN.md §3.1 lists none for AuxiLearn (MAXL uses
-one against collapse onto a single sub-class). A user who wants one can add it to the
-upper-level objective.
+No entropy regulariser is added: AuxiLearn uses none (MAXL uses one against collapse
+onto a single sub-class). A user who wants one can add it to the upper-level
+objective. The method that trains the primary network and the labeler is
+`aux_jax.methods.taskgen`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _check_logits(logits: jax.Array, main_labels: jax.Array, num_subclasses: int):
@@ -135,3 +137,24 @@ class Labeler(nn.Module):
     logits = nn.Dense(self.num_classes * self.num_subclasses, dtype=jnp.float32)(
         h.astype(jnp.float32))
     return masked_softmax(logits, main_labels, self.num_subclasses)
+
+
+def subclass_usage(soft: np.ndarray, labels: np.ndarray, num_classes: int,
+                   num_subclasses: int) -> np.ndarray:
+  """How often each sub-class is the labeler's arg-max, per main class.
+
+  Args:
+    soft: f32[N, C·k] generated labels.
+    labels: int[N] main labels.
+    num_classes: C.
+    num_subclasses: k.
+
+  Returns:
+    f32[C, k]: row c is the distribution of arg-max sub-classes over the images of
+    class c (zeros for a class without images). A collapsed labeler has one-hot rows.
+  """
+  sub = np.argmax(np.asarray(soft).reshape(len(labels), num_classes, num_subclasses)
+                  [np.arange(len(labels)), labels], -1)
+  counts = np.zeros((num_classes, num_subclasses))
+  np.add.at(counts, (labels, sub), 1.0)
+  return counts / np.maximum(counts.sum(1, keepdims=True), 1.0)

@@ -70,7 +70,7 @@ def run(batch=32, dev_batch=100, width=64, dtype="float32", repeats=20, interval
           "jax": jax.__version__, "tasks": num_tasks, "batch_per_task": batch,
           "dev_batch": dev_batch, "width": width, "dtype": dtype}
   phases = {}
-  for method in ("sll", "equal", "gcs", "maoal", "auxl"):
+  for method in ("stl", "equal", "gcs", "maoal", "auxl"):
     cfg = maoal_cifar100_20.get_config(method)
     cfg.data.batch_size, cfg.data.dev_batch_size = batch, dev_batch
     cfg.model.kwargs.width = width

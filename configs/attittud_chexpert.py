@@ -22,7 +22,8 @@ training CSV, ``test/`` from its validation CSV).
         --override=data.kwargs.primary_dir=/data/chexpert_folders \\
         --override=data.kwargs.aux_dir=/data/tiny-imagenet-200 --workdir=workdirs/chexpert
 
-Variants and hyper-parameters as in ``configs/attittud_cifar10.py`` (the original's
+Variants (`common.ATTITTUD_VARIANTS`) and hyper-parameters as in
+``configs/attittud_cifar10.py`` (the original's
 CheXpert command: 1,000 training images per class, Adam 1e-3 / 1e-4 (ATTITTUD), 5e-5
 fine-tuning, patience 10, k = 10 from 64 examples every 10 steps, λ = (1, 1, −1));
 images resized to 64 × 64 (TinyImageNet's size), 500 TinyImageNet images per class,
@@ -31,25 +32,27 @@ dev = 10% of each CheXpert class's training images.
 
 import ml_collections
 
-from configs import attittud_cifar10
+from configs import common
 
-VARIANTS = attittud_cifar10.VARIANTS
+VARIANTS = tuple(common.ATTITTUD_VARIANTS)
+BATCH = 64
 UNSET = ""  # placeholder: the loader raises a clear error until it is set
 
 
 def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
-  c = attittud_cifar10.get_config(variant)
-  c.data.name = "image_folders"
-  primary_only = c.data.kwargs.primary_only
-  c.data.kwargs = ml_collections.ConfigDict({
-      "primary_dir": UNSET,           # required: the CheXpert class folders
-      "aux_dir": UNSET,               # required unless primary_only: TinyImageNet
-      "image_size": 64,
-      "dev_fraction": 0.1,
-      "per_class": 1000,              # CheXpert training images per class
-      "aux_per_class": 500,           # TinyImageNet images per class
-      "primary_only": primary_only,
-  })
+  c = common.base("two_phase")
+  c.data = common.data(
+      "image_folders", batch_size=BATCH, dev_batch_size=64, augment=True, crop_pad=4,
+      primary_dir=UNSET,           # required: the CheXpert class folders
+      aux_dir=UNSET,               # required unless primary_only: TinyImageNet
+      image_size=64, dev_fraction=0.1,
+      per_class=1000,              # CheXpert training images per class
+      aux_per_class=500,           # TinyImageNet images per class
+      primary_only=False)
   c.data.kwargs.seed = c.get_ref("seed")
-  c.data.dev_batch_size = 64
-  return c
+  c.model = common.model("resnet18_cifar", width=64)
+  c.optim = common.optim("adam", lr=1e-3, momentum=0.0, clip_norm=1.0, num_steps=20_000)
+  c.hyper = common.hyper()  # unused: no learnable method here
+  c.train = common.train(select="accuracy", log_every=100, eval_every=250,
+                         checkpoint_every=2_500, keep_checkpoints=1, patience=10)
+  return common.attittud_protocol(c, variant or "attittud_11m1", batch=BATCH)

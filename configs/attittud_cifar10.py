@@ -1,6 +1,7 @@
 """ATTITTUD (Dery et al., ICLR 2021) on few-shot CIFAR-10 with CIFAR-100 as auxiliary data.
 
-The substitute for the original's low-data pairs (DESIGN 3.4): main task = CIFAR-10
+The substitute for the original's low-data pairs (CheXpert + TinyImageNet, see
+`configs/attittud_chexpert.py`): main task = CIFAR-10
 with 15 labelled training images per class; auxiliary task = CIFAR-100's 50,000
 training images with their 100 fine labels; monitor (dev) set = 100 other CIFAR-10
 training images per class; test = the CIFAR-10 test split (`aux_jax.data.fewshot`).
@@ -9,7 +10,7 @@ monitor set, then fine-tune on the main task alone.
 
 Variants (the rows of the comparison; ``get_config(variant)``):
 
-    primary_only       sll on CIFAR-10 alone (primary_only data), no fine-tuning
+    stl                main task alone (primary_only data), no fine-tuning
     pretrain_finetune  equal (main + auxiliary loss) pretraining, then fine-tuning
     multitask          equal, no fine-tuning
     attittud_100       ATTITTUD λ = (λ⊥, λ+, λ−) = (1, 0, 0) pretraining, then fine-tuning
@@ -35,90 +36,26 @@ then
 
 import ml_collections
 
-from configs import maoal_digits
+from configs import common
 
-VARIANTS = ("primary_only", "pretrain_finetune", "multitask", "attittud_100",
-            "attittud_11m1")
-# variant -> (phase-1 method, λ or None, main task only, fine-tune).
-_ROWS = {
-    "primary_only": ("sll", None, True, False),
-    "pretrain_finetune": ("equal", None, False, True),
-    "multitask": ("equal", None, False, False),
-    "attittud_100": ("attittud", (1.0, 0.0, 0.0), False, True),
-    "attittud_11m1": ("attittud", (1.0, 1.0, -1.0), False, True),
-}
-
+VARIANTS = tuple(common.ATTITTUD_VARIANTS)
 BATCH = 64
-BASELINE_LR = 1e-3
-ATTITTUD_LR = 1e-4
-FINETUNE_LR = 5e-5
-
-
-def set_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Sets the method, data and fine-tuning fields of ``variant`` (one of `VARIANTS`)."""
-  if variant not in _ROWS:
-    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-  method, lambdas, primary_only, finetune = _ROWS[variant]
-  c.variant = variant
-  c.method.name = method
-  c.method.kwargs = ml_collections.ConfigDict()
-  if method == "attittud":
-    c.method.kwargs = ml_collections.ConfigDict({
-        "num_basis": 10,      # k
-        "nsamples": BATCH,    # main-task examples of the range finder (pca_nsamples)
-        "pca_every": 10,      # steps between basis rebuilds
-        "power_iters": 0,     # randomized subspace iterations (0: the original)
-        "lambdas": lambdas,   # (λ⊥, λ+, λ−), the original's proj_lambda
-    })
-  c.optim.lr = ATTITTUD_LR if method == "attittud" else BASELINE_LR
-  c.data.kwargs.primary_only = primary_only
-  c.finetune.enabled = finetune
-  return c
 
 
 def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
-  c = maoal_digits.get_config("sll")  # the shared sections (hyper is unused here)
-  c.runner = "two_phase"
-  c.variant = ""
-
-  c.data.name = "cifar10_fewshot"
-  c.data.kwargs = ml_collections.ConfigDict({
-      "data_dir": None, "per_class": 15, "monitor_per_class": 100, "aux": "cifar100",
-      "aux_per_class": None, "primary_only": False})
+  c = common.base("two_phase")
+  c.data = common.data(
+      "cifar10_fewshot", batch_size=BATCH,  # per task
+      dev_batch_size=100, augment=True, crop_pad=4,  # random crop (pad 4) + flip
+      data_dir=None, per_class=15, monitor_per_class=100, aux="cifar100",
+      aux_per_class=None, primary_only=False)
   c.data.kwargs.seed = c.get_ref("seed")  # each run seed draws its own few-shot subset
-  c.data.batch_size = BATCH           # per task
-  c.data.dev_batch_size = 100
-  c.data.eval_batch_size = 500
-  c.data.augment = True               # random crop (pad 4) + flip
-  c.data.crop_pad = 4
-
-  c.model.name = "resnet18_cifar"
-  c.model.kwargs = ml_collections.ConfigDict({"width": 64})
-
-  c.method.partition = "global"       # ATTITTUD's basis spans the whole backbone
-
-  c.optim.name = "adam"
-  c.optim.lr = BASELINE_LR
-  c.optim.momentum = 0.0
-  c.optim.weight_decay = 0.0
-  c.optim.schedule = "constant"
-  c.optim.clip_norm = 1.0             # global-norm clipping of the update direction
-  c.optim.num_steps = 20_000
-
-  c.train.log_every = 100
-  c.train.eval_every = 250
-  c.train.checkpoint_every = 2_500
-  c.train.keep_checkpoints = 1
-  c.train.patience = 10               # evaluations without a better dev accuracy
-  c.train.select = "accuracy"
-  c.train.init_from = ""
-
-  # Phase 2: merged over phase 1's config, with method sll and primary_only data.
-  c.finetune = ml_collections.ConfigDict()
-  c.finetune.enabled = True
-  c.finetune.optim = ml_collections.ConfigDict(
-      {"name": "adam", "lr": FINETUNE_LR, "schedule": "constant", "weight_decay": 0.0,
-       "num_steps": 5_000})
-  c.finetune.train = ml_collections.ConfigDict({"eval_every": 50, "patience": 10,
-                                                "checkpoint_every": 1_000})
-  return set_variant(c, variant or "attittud_11m1")
+  c.model = common.model("resnet18_cifar", width=64)
+  c.optim = common.optim("adam", lr=1e-3, momentum=0.0,
+                         clip_norm=1.0,  # global-norm clipping of the update direction
+                         num_steps=20_000)
+  c.hyper = common.hyper()  # unused: no learnable method here
+  c.train = common.train(select="accuracy", log_every=100, eval_every=250,
+                         checkpoint_every=2_500, keep_checkpoints=1,
+                         patience=10)  # evaluations without a better dev accuracy
+  return common.attittud_protocol(c, variant or "attittud_11m1", batch=BATCH)

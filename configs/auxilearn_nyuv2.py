@@ -21,9 +21,12 @@ An epoch is ⌈716 / 8⌉ = 90 steps (795 training images minus a 10% dev split)
 
 import ml_collections
 
+from configs import common
+
 EPOCH = 90
+
 VARIANTS = {
-    "stl": dict(name="sll"),
+    "stl": dict(name="stl"),
     "equal": dict(name="equal"),
     "gcs": dict(name="gcs"),
     "maoal": dict(name="maoal"),
@@ -40,62 +43,20 @@ def get_config(variant: str = "nonlinear") -> ml_collections.ConfigDict:
   variant = variant or "nonlinear"
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  # Data parallel over a mesh of devices (aux_jax.train.sharding): None = all devices
-  # (one on CPU); the batch must divide over them.
-  c.mesh = ml_collections.ConfigDict(
-      {"num_devices": ml_collections.config_dict.placeholder(int)})
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "nyuv2"
-  c.data.kwargs = ml_collections.ConfigDict(
-      {"root": ml_collections.config_dict.placeholder(str), "dev_fraction": 0.1,
-       "downsample": 1})
-  c.data.batch_size = 8
-  c.data.dev_batch_size = 8
-  c.data.eval_batch_size = 8
-  c.data.augment = False
-  c.data.crop_pad = 0
-
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "segnet"
-  c.model.dtype = "float32"
-  c.model.kwargs = ml_collections.ConfigDict()
-
   spec = VARIANTS[variant]
-  c.method = ml_collections.ConfigDict()
-  c.method.name = spec["name"]
-  c.method.partition = "module_wise" if spec["name"] == "maoal" else "global"
-  c.method.kwargs = ml_collections.ConfigDict(spec.get("kwargs", {}))
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adam"
-  c.optim.lr = 1e-4
-  c.optim.momentum = 0.0
-  c.optim.weight_decay = 0.0
-  c.optim.schedule = "step"          # lr × 0.5 every decay_every steps
-  c.optim.decay_every = 100 * EPOCH
-  c.optim.num_steps = 200 * EPOCH
-
-  c.hyper = ml_collections.ConfigDict()
-  c.hyper.interval = 50
-  c.hyper.solver = "neumann"
-  c.hyper.neumann_steps = 3
-  c.hyper.step = 1e-4
-  c.hyper.scale_by_step = False
-  c.hyper.maxiter = 50
-  c.hyper.tol = 1e-5
-  c.hyper.optimizer = "sgd"
-  c.hyper.lr = 1e-4 if variant == "conv" else 1e-3
-  c.hyper.momentum = 0.9
-  c.hyper.weight_decay = 0.0
-  c.hyper.max_norm = 100.0 if variant == "conv" else 25.0
-
-  c.train = ml_collections.ConfigDict()
-  c.train.select = "miou"
-  c.train.log_every = 50
-  c.train.eval_every = EPOCH
-  c.train.checkpoint_every = 10 * EPOCH
-  c.train.keep_checkpoints = 2
+  c = common.base()
+  c.data = common.data("nyuv2", batch_size=8, dev_batch_size=8, eval_batch_size=8,
+                       root=None, dev_fraction=0.1, downsample=1)
+  c.model = common.model("segnet")
+  c.method = common.method(
+      spec["name"], partition="module_wise" if spec["name"] == "maoal" else "global",
+      **spec.get("kwargs", {}))
+  c.optim = common.optim("adam", lr=1e-4, momentum=0.0,
+                         schedule="step",   # lr × 0.5 every decay_every steps
+                         decay_every=100 * EPOCH, num_steps=200 * EPOCH)
+  c.hyper = common.hyper(interval=50, step=1e-4, optimizer="sgd",
+                         lr=1e-4 if variant == "conv" else 1e-3, momentum=0.9,
+                         max_norm=100.0 if variant == "conv" else 25.0)
+  c.train = common.train(select="miou", log_every=50, eval_every=EPOCH,
+                         checkpoint_every=10 * EPOCH)
   return c

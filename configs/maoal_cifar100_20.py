@@ -12,12 +12,13 @@ Prepare the data once (needs TensorFlow, only for preparing):
     pip install -e '.[prepare]' && python -m aux_jax.data.prepare cifar100
 
 then ``python -m experiments.train --config=configs/maoal_cifar100_20.py[:METHOD]
---workdir=workdirs/cifar``, METHOD one of sll | equal | gcs | auxl | maoal.
+--workdir=workdirs/cifar``, METHOD one of stl | equal | gcs | auxl | maoal (or any
+other method of `aux_jax.methods.METHODS`).
 """
 
 import ml_collections
 
-from configs import maoal_digits
+from configs import common
 
 MAIN_TRAIN_IMAGES = 2375  # 2500 minus the 5% dev split
 EPOCHS = 200
@@ -25,32 +26,23 @@ BATCH = 32
 
 
 def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
-  c = maoal_digits.get_config(method)
-  c.data.name = "cifar100_20"
-  c.data.kwargs = ml_collections.ConfigDict(
-      {"data_dir": None, "main_coarse": 14, "aux_coarse": tuple(range(10)),
-       "dev_fraction": 0.05})
-  c.data.batch_size = BATCH
-  c.data.dev_batch_size = 100
-  c.data.augment = True
-  c.data.crop_pad = 4
-
-  c.model.name = "resnet18_cifar"
-  c.model.kwargs = ml_collections.ConfigDict({"width": 64})
-
-  c.method.partition = "module_wise"  # stem, stage1..stage4 (heads excluded)
-
-  c.optim.lr = 0.1
-  c.optim.num_steps = EPOCHS * (MAIN_TRAIN_IMAGES // BATCH)
-
+  c = common.base()
+  c.data = common.data("cifar100_20", batch_size=BATCH, dev_batch_size=100,
+                       augment=True, crop_pad=4, data_dir=None, main_coarse=14,
+                       aux_coarse=tuple(range(10)), dev_fraction=0.05)
+  c.model = common.model("resnet18_cifar", width=64)
+  # stem, stage1..stage4 (heads excluded)
+  c.method = common.method(method or "maoal", partition="module_wise")
+  c.optim = common.optim("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+                         schedule="cosine",
+                         num_steps=EPOCHS * (MAIN_TRAIN_IMAGES // BATCH))
+  # The original's α = 1 (the series may diverge: detected and counted).
+  c.hyper = common.hyper(interval=10, step=1.0, optimizer="adam", lr=0.01,
+                         weight_decay=5e-4)
+  if c.method.name == "auxl":
+    common.auxl_baseline(c)
   if c.method.name == "gradnorm":
     # GradNorm balances gradient norms at the last shared layer.
     c.method.kwargs = ml_collections.ConfigDict({"layer": r"^stage4/block1/conv2/"})
-  if c.method.name == "maoal":
-    c.hyper.step = 1.0                # the original's α (the series may diverge: skipped)
-    c.hyper.lr = 0.01
-
-  c.train.log_every = 100
-  c.train.eval_every = 1000
-  c.train.checkpoint_every = 5000
+  c.train = common.train(log_every=100, eval_every=1000, checkpoint_every=5000)
   return c

@@ -22,9 +22,8 @@ METHOD: any of `aux_jax.methods.METHODS` (default slgrad). The full training set
 """
 
 import ml_collections
-from ml_collections import config_dict
 
-from configs import slgrad_toy
+from configs import common
 
 TRAIN_IMAGES = 800
 EPOCHS = 300
@@ -32,32 +31,24 @@ BATCH = 64
 
 
 def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
-  c = slgrad_toy.get_config(method)
-  c.data.name = "cifar10_ovr"
-  c.data.kwargs = ml_collections.ConfigDict({
-      "data_dir": config_dict.placeholder(str),
-      "main_class": 0,              # airplane
-      "noise": 0.0,                 # label-noise rate on the main task's training labels
-      "noise_kind": "uniform",      # uniform | background
-      "dev_fraction": 0.004,        # 200 of the 50,000 training images
-      "max_train": TRAIN_IMAGES,
-      "seed": 0,
-  })
-  c.data.batch_size = BATCH
-  c.data.dev_batch_size = 100
-  c.data.eval_batch_size = 1000
-  c.data.augment = False
-  c.data.crop_pad = 4
-
-  c.model.name = "multi_lenet"
-  c.model.kwargs = ml_collections.ConfigDict()
-  if c.method.name == "gradnorm":
+  method = method or "slgrad"
+  c = common.base()
+  c.data = common.data(
+      "cifar10_ovr", batch_size=BATCH, dev_batch_size=100, eval_batch_size=1000,
+      crop_pad=4, data_dir=None,
+      main_class=0,                 # airplane
+      noise=0.0,                    # label-noise rate on the main task's training labels
+      noise_kind="uniform",         # uniform | background
+      dev_fraction=0.004,           # 200 of the 50,000 training images
+      max_train=TRAIN_IMAGES, seed=0)
+  c.model = common.model("multi_lenet")
+  c.method = common.method(method, partition="module_wise" if method == "maoal" else "global")
+  if method == "gradnorm":
     c.method.kwargs = ml_collections.ConfigDict({"layer": r"^dense/"})
-
-  c.optim.num_steps = EPOCHS * TRAIN_IMAGES // BATCH
-
-  c.train.select = "accuracy"
-  c.train.log_every = 100
-  c.train.eval_every = 250
-  c.train.checkpoint_every = 1000
+  c.optim = common.optim("sgd", lr=1e-2, momentum=0.9,
+                         num_steps=EPOCHS * TRAIN_IMAGES // BATCH)
+  c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
+  if method == "auxl":
+    common.auxl_baseline(c)
+  c.train = common.train(log_every=100, eval_every=250, checkpoint_every=1000)
   return c

@@ -20,9 +20,8 @@ METHOD: any of `aux_jax.methods.METHODS` (default slgrad).
 """
 
 import ml_collections
-from ml_collections import config_dict
 
-from configs import slgrad_toy
+from configs import common
 
 TRAIN_IMAGES = 15_000
 EPOCHS = 50
@@ -30,31 +29,21 @@ BATCH = 64
 
 
 def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
-  c = slgrad_toy.get_config(method)
-  c.data.name = "multi_mnist"
-  c.data.kwargs = ml_collections.ConfigDict({
-      "data_dir": config_dict.placeholder(str),
-      "image_size": 36,
-      "max_shift": 2,               # right digit 4..8 px down-right of the left one
-      "dev_fraction": 5_000 / 60_000,
-      "max_train": TRAIN_IMAGES,
-      "seed": 0,
-  })
-  c.data.batch_size = BATCH
-  c.data.dev_batch_size = 32
-  c.data.eval_batch_size = 1000
-  c.data.augment = False
-  c.data.crop_pad = 4
-
-  c.model.name = "multi_lenet"
-  c.model.kwargs = ml_collections.ConfigDict()
-  if c.method.name == "gradnorm":
+  method = method or "slgrad"
+  c = common.base()
+  c.data = common.data(
+      "multi_mnist", batch_size=BATCH, dev_batch_size=32, eval_batch_size=1000,
+      crop_pad=4, data_dir=None, image_size=36,
+      max_shift=2,                  # right digit 4..8 px down-right of the left one
+      dev_fraction=5_000 / 60_000, max_train=TRAIN_IMAGES, seed=0)
+  c.model = common.model("multi_lenet")
+  c.method = common.method(method, partition="module_wise" if method == "maoal" else "global")
+  if method == "gradnorm":
     c.method.kwargs = ml_collections.ConfigDict({"layer": r"^dense/"})
-
-  c.optim.num_steps = EPOCHS * TRAIN_IMAGES // BATCH
-
-  c.train.select = "accuracy"
-  c.train.log_every = 100
-  c.train.eval_every = 500
-  c.train.checkpoint_every = 2000
+  c.optim = common.optim("sgd", lr=1e-2, momentum=0.9,
+                         num_steps=EPOCHS * TRAIN_IMAGES // BATCH)
+  c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
+  if method == "auxl":
+    common.auxl_baseline(c)
+  c.train = common.train(log_every=100, eval_every=500, checkpoint_every=2000)
   return c

@@ -1,24 +1,31 @@
-"""Runs several methods over several seeds on one config and prints a results table.
+"""Runs several variants of one config over several seeds and prints a results table.
 
     python -m experiments.compare --config=configs/maoal_digits.py --seeds=3 \
-        [--methods=sll,equal,gcs,auxl,maoal] [--workdir=workdirs/compare] [--steps=N]
+        [--variants=stl,equal,gcs,auxl,maoal] [--workdir=workdirs/compare] [--steps=N]
     python -m experiments.compare --config=configs/slgrad_toy.py --seeds=0,1,2 \
-        --methods=sll,unif,slgrad --config.data.kwargs.main_noise=0.3
+        --variants=stl,unif,slgrad --config.data.kwargs.main_noise=0.3
+    python -m experiments.compare --config=configs/attittud_cifar10.py --seeds=5
+    python -m experiments.compare --config=configs/aang_citation_intent.py \
+        --config.data.kwargs.data_dir=DIR --variants=stl,tapt,aang
 
-The config file's ``get_config(method)`` builds each method's config; seed s sets
-``config.seed = s``; ``--config.x.y=value`` overrides (validated against the file's
-default config, as in ``experiments.train``) are applied to every method's config.
-``--seeds``: one number N means seeds 0 … N−1, several numbers are the seeds.
+The config file's ``get_config(variant)`` builds each variant's config (the argument
+after ':' of ``experiments.train``: a method, or a named variant); ``--variants``
+defaults to the file's ``VARIANTS``. Seed s sets ``config.seed = s``;
+``--config.x.y=value`` overrides (validated against the file's default config, as in
+``experiments.train``) apply to every variant. ``--seeds``: one number N means seeds
+0 … N−1, several numbers are the seeds. ``--steps`` sets ``optim.num_steps`` (and the
+fine-tuning phase's, for two-phase configs): quick runs.
 
-Each (method, seed) is one `aux_jax.train.loop.train_and_evaluate` run in
-``<workdir>/<method>_seed<s>``; a finished run there with the same config is reused.
-The table reports the main task's test metric of the best-on-dev checkpoint, mean ± std
-over seeds (population std, ddof = 0), and wall time per run. The metric follows the
-runs' model-selection metric (the summary's ``select``): ``accuracy`` → test accuracy
-in %; ``neg_<m>`` (e.g. ``neg_mse`` for regression) → test ``<m>``, lower is better;
-anything else → ``test_<select>`` as is. Writes ``<workdir>/compare.md`` (the table)
-and ``<workdir>/compare.json`` (the table's numbers, every run, seeds, methods,
-overrides, JAX version, machine, date).
+Each (variant, seed) is one `aux_jax.train.runner.run` (any runner: train, aang,
+two_phase) in ``<workdir>/<variant>_seed<s>``; a finished run there with the same
+config is reused, an unfinished one resumed. The table reports, per variant, the
+main task's test metric of the best-on-dev model (mean ± sample std over seeds, and
+the half-width of its 95% confidence interval, Student's t), the dev metric it was
+selected on, and the wall time per run. The metric follows the runs' selection metric
+(the summary's ``select``): ``accuracy`` → %; ``neg_<m>`` (e.g. ``neg_mse``) →
+test ``<m>``, lower is better; anything else (miou, macro_f1) → ``test_<select>``.
+Writes ``<workdir>/compare.md`` (the table) and ``<workdir>/compare.json`` (the
+table's numbers, every run, seeds, variants, overrides, JAX version, machine, date).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from absl import app, flags, logging
 import ml_collections
 import numpy as np
 
-from aux_jax.train.loop import train_and_evaluate
+from aux_jax.train import runner
 from experiments import report
 from experiments.report import load_config_module
 
@@ -47,11 +54,12 @@ def define_flags():
   --config and --workdir too and tests import both modules into one process."""
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_file("config", None, "Config file with get_config(method).",
+  config_flags.DEFINE_config_file("config", None,
+                                  "Config file with get_config(variant).",
                                   lock_config=False)
   flags.DEFINE_list("seeds", ["3"], "N (seeds 0 .. N-1) or a list of seeds.")
-  flags.DEFINE_list("methods", ["sll", "equal", "gcs", "auxl", "maoal"],
-                    "Methods to compare.")
+  flags.DEFINE_list("variants", None, "Variants to compare (default: the config "
+                    "file's VARIANTS).")
   flags.DEFINE_string("workdir", "workdirs/compare", "Output directory.")
   flags.DEFINE_integer("steps", None, "Override optim.num_steps (quick runs).")
   flags.mark_flag_as_required("config")
@@ -80,24 +88,29 @@ def metric_spec(select: str) -> dict:
   """How to report a run whose dev selection metric is ``select``.
 
   Returns:
-    ``{"key": summary key, "label": table header, "scale": display factor,
-    "digits": decimals, "lower_is_better": bool}``.
+    ``{"key": test summary key, "dev_key": dev summary key, "label": table header,
+    "scale": display factor, "digits": decimals, "lower_is_better": bool}``.
   """
+  dev_key = f"best_dev_{select}"
   if select == "accuracy":
-    return {"key": "test_accuracy", "label": "main-task test accuracy (%)", "scale": 100.0,
-            "digits": 2, "lower_is_better": False}
+    return {"key": "test_accuracy", "dev_key": dev_key,
+            "label": "main-task test accuracy (%)", "scale": 100.0, "digits": 2,
+            "lower_is_better": False}
   if select.startswith("neg_"):
     base = select[len("neg_"):]
     name = _LOWER_NAMES.get(base, base.replace("_", " "))
-    return {"key": f"test_{base}", "label": f"main-task test {name} (lower is better)",
-            "scale": 1.0, "digits": 4, "lower_is_better": True}
-  return {"key": f"test_{select}", "label": f"main-task test {select.replace('_', ' ')}",
-          "scale": 1.0, "digits": 4, "lower_is_better": False}
+    return {"key": f"test_{base}", "dev_key": dev_key,
+            "label": f"main-task test {name} (lower is better)", "scale": 1.0,
+            "digits": 4, "lower_is_better": True}
+  return {"key": f"test_{select}", "dev_key": dev_key,
+          "label": f"main-task test {select.replace('_', ' ')}", "scale": 1.0,
+          "digits": 4, "lower_is_better": False}
 
 
 def summarize(runs: list[dict]) -> dict:
-  """Per method (first-seen order): the test metric's mean, std (ddof=0) and values
-  over seeds, in display units, and the mean wall time.
+  """Per variant (first-seen order): the test metric's mean, sample std (ddof=1; 0 for
+  one seed), 95% CI half-width and values over seeds in display units; the dev
+  metric's mean and std; the mean wall time.
 
   Raises:
     ValueError: the runs were selected on different metrics.
@@ -107,31 +120,39 @@ def summarize(runs: list[dict]) -> dict:
     raise ValueError(f"runs selected on different dev metrics {selects}: one table "
                      "needs one metric")
   spec = metric_spec(selects[0])
-  methods = {}
-  for method in dict.fromkeys(r["method"] for r in runs):
-    rs = [r for r in runs if r["method"] == method]
-    v = spec["scale"] * np.array([r[spec["key"]] for r in rs], np.float64)
-    methods[method] = {"mean": float(v.mean()), "std": float(v.std()), "values": v.tolist(),
-                       "seeds": [r.get("seed") for r in rs],
-                       "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs]))}
-  return {"select": selects[0], **spec, "methods": methods}
+  rows = {}
+  for variant in dict.fromkeys(r["variant"] for r in runs):
+    rs = [r for r in runs if r["variant"] == variant]
+    test = spec["scale"] * np.array([r[spec["key"]] for r in rs], np.float64)
+    # A neg_ metric is selected as "higher is better": show the dev value positive.
+    sign = -1.0 if spec["lower_is_better"] else 1.0
+    dev = sign * spec["scale"] * np.array([r[spec["dev_key"]] for r in rs], np.float64)
+    _, half = report.ci95(test)
+    rows[variant] = {
+        "mean": float(test.mean()), "std": float(test.std(ddof=1)) if len(rs) > 1 else 0.0,
+        "ci95": half, "values": test.tolist(), "seeds": [r.get("seed") for r in rs],
+        "dev_mean": float(dev.mean()),
+        "dev_std": float(dev.std(ddof=1)) if len(rs) > 1 else 0.0,
+        "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs]))}
+  return {"select": selects[0], **spec, "variants": rows}
 
 
 def table(summary: dict) -> str:
-  """A Markdown table of `summarize`'s output: method, metric mean ± std, seeds, wall
-  time per run."""
-  rows, d = summary["methods"], summary["digits"]
-  lines = [f"| method | {summary['label']} | seeds | wall time per run (s) |",
-           "|---|---|---|---|"]
-  for m, row in rows.items():
-    cell = f"{row['mean']:.{d}f} ± {row['std']:.{d}f}"
-    lines.append(f"| {m} | {cell} | {len(row['values'])} | {row['wall_seconds']:.0f} |")
+  """A Markdown table of `summarize`'s output."""
+  rows, d = summary["variants"], summary["digits"]
+  lines = [f"| variant | {summary['label']}, mean ± std | 95% CI ± | dev (selection) | "
+           "seeds | wall time per run (s) |", "|---|---|---|---|---|---|"]
+  for name, row in rows.items():
+    ci = "n/a" if np.isnan(row["ci95"]) else f"{row['ci95']:.{d}f}"
+    lines.append(f"| {name} | {row['mean']:.{d}f} ± {row['std']:.{d}f} | {ci} | "
+                 f"{row['dev_mean']:.{d}f} ± {row['dev_std']:.{d}f} | "
+                 f"{len(row['values'])} | {row['wall_seconds']:.0f} |")
   return "\n".join(lines)
 
 
 def _finished_run(run_dir: str, config: ml_collections.ConfigDict) -> Optional[dict]:
   """The recorded run in ``run_dir`` if it finished with exactly ``config``."""
-  paths = [os.path.join(run_dir, f) for f in ("config.json", "compare_run.json")]
+  paths = [os.path.join(run_dir, f) for f in ("compare_config.json", "compare_run.json")]
   if not all(os.path.exists(p) for p in paths):
     return None
   with open(paths[0]) as f:
@@ -141,40 +162,55 @@ def _finished_run(run_dir: str, config: ml_collections.ConfigDict) -> Optional[d
     return json.load(f)
 
 
-def run_all(config_path: str, methods: Sequence[str], seeds: Sequence[int], workdir: str,
-            overrides: Optional[dict] = None, steps: Optional[int] = None,
+def _set_steps(config: ml_collections.ConfigDict, steps: int) -> None:
+  config.optim.num_steps = int(steps)
+  if "finetune" in config and "optim" in config.finetune:
+    config.finetune.optim.num_steps = int(steps)
+
+
+def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
+            workdir: str, overrides: Optional[dict] = None, steps: Optional[int] = None,
             log_fn: Callable[[str], None] = print) -> dict:
-  """Runs every (method, seed), writes compare.md / compare.json, returns the payload.
+  """Runs every (variant, seed), writes compare.md / compare.json, returns the payload.
 
   Args:
-    config_path: a config file with ``get_config(method)``.
-    methods: method names (the config file's argument).
+    config_path: a config file with ``get_config(variant)``.
+    variants: the variants (the config file's argument); None: its ``VARIANTS``.
     seeds: the seeds (``config.seed``).
-    workdir: runs go to ``<workdir>/<method>_seed<s>``.
-    overrides: ``{"dotted.field": value}`` set on every method's config.
-    steps: if set, ``optim.num_steps``.
+    workdir: runs go to ``<workdir>/<variant>_seed<s>``.
+    overrides: ``{"dotted.field": value}`` set on every variant's config.
+    steps: if set, ``optim.num_steps`` (and ``finetune.optim.num_steps``).
     log_fn: receives progress lines.
+
+  Raises:
+    ValueError: no variants given and the config file has no ``VARIANTS``.
   """
   module = load_config_module(config_path)
+  if not variants:
+    if not hasattr(module, "VARIANTS"):
+      raise ValueError(f"{config_path} has no VARIANTS: name them with --variants")
+    variants = list(module.VARIANTS)
   overrides = dict(overrides or {})
   runs = []
-  for method in methods:
+  for variant in variants:
     for seed in seeds:
-      config = module.get_config(method)
+      config = module.get_config(variant)
       config.update_from_flattened_dict(overrides)
       config.seed = int(seed)
       if steps:
-        config.optim.num_steps = int(steps)
-      run_dir = os.path.join(workdir, f"{method}_seed{seed}")
+        _set_steps(config, steps)
+      run_dir = os.path.join(workdir, f"{variant}_seed{seed}")
       record = _finished_run(run_dir, config)
       if record is not None:
-        log_fn(f"== {method}, seed {seed}: reusing {run_dir}")
+        log_fn(f"== {variant}, seed {seed}: reusing {run_dir}")
       else:
-        log_fn(f"== {method}, seed {seed} -> {run_dir}")
+        log_fn(f"== {variant}, seed {seed} -> {run_dir}")
         start = time.time()
-        summary = train_and_evaluate(config, run_dir, progress=lambda _: None)
-        record = {**summary, "seed": int(seed), "workdir": run_dir,
+        summary = runner.run(config, run_dir, progress=lambda _: None)
+        record = {**summary, "variant": variant, "seed": int(seed), "workdir": run_dir,
                   "wall_seconds": time.time() - start}  # data, compilation, checkpoints
+        with open(os.path.join(run_dir, "compare_config.json"), "w") as f:
+          f.write(config.to_json_best_effort(sort_keys=True))
         with open(os.path.join(run_dir, "compare_run.json"), "w") as f:
           json.dump(record, f, indent=2)
       runs.append(record)
@@ -182,13 +218,13 @@ def run_all(config_path: str, methods: Sequence[str], seeds: Sequence[int], work
       log_fn(f"   {key} {record[key]:.4f}")
   summary = summarize(runs)
   payload = {
-      "metric": f"{summary['label']} of the best-on-dev checkpoint; mean ± std "
-                "(ddof=0) over seeds",
+      "metric": f"{summary['label']} of the best-on-dev model; mean ± sample std "
+                "(ddof=1) over seeds, 95% CI half-width (Student's t)",
       "summary": summary,
       "table": table(summary),
       "runs": runs,
       "seeds": [int(s) for s in seeds],
-      "methods": list(methods),
+      "variants": list(variants),
       "config": config_path,
       "config_overrides": overrides,
       "steps": steps,
@@ -211,7 +247,7 @@ def main(argv):
   config_flag = FLAGS["config"]
   path = config_flags.get_config_filename(config_flag).split(":")[0]
   overrides = dict(config_flags.get_override_values(config_flag))
-  payload = run_all(path, FLAGS.methods, seeds, FLAGS.workdir, overrides, FLAGS.steps,
+  payload = run_all(path, FLAGS.variants, seeds, FLAGS.workdir, overrides, FLAGS.steps,
                     log_fn=lambda s: print(s, flush=True))
   print(payload["table"])
 

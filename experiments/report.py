@@ -1,8 +1,7 @@
-"""Flag-free helpers of the comparison launchers (importable from tests and notebooks):
-loading a config module from a path, dotted config overrides, 95% confidence
-intervals, Markdown result tables, provenance and writing the result files."""
+"""Flag-free helpers of the launchers (importable from tests and notebooks): loading a
+config module from a path, 95% confidence intervals, provenance and writing result
+files."""
 
-import ast
 import datetime
 import importlib.util
 import json
@@ -38,30 +37,6 @@ def load_config_module(path: str):
   return module
 
 
-def apply_override(config, assignment: str) -> None:
-  """Sets ``config.a.b.c = value`` from ``"a.b.c=value"`` (value parsed as a Python
-  literal, else kept as a string).
-
-  Raises:
-    ValueError: no '=' or a field the config does not have.
-  """
-  if "=" not in assignment:
-    raise ValueError(f"an override needs dotted.field=value, got {assignment!r}")
-  path, text = assignment.split("=", 1)
-  *parents, leaf = path.strip().split(".")
-  node = config
-  for i, name in enumerate(parents + [leaf]):
-    if name not in node:
-      raise ValueError(f"override {path}: the config has no field {name!r}")
-    if i < len(parents):
-      node = node[name]
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    value = text
-  node[leaf] = value
-
-
 def ci95(values) -> tuple[float, float]:
   """Mean and half-width of the 95% confidence interval of the mean.
 
@@ -75,19 +50,3 @@ def ci95(values) -> tuple[float, float]:
     return float(x.mean()), float("nan")
   half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
   return float(x.mean()), float(half)
-
-
-def ci_table(runs: list[dict], group: str = "variant", metric: str = "test_accuracy"
-             ) -> str:
-  """A Markdown table, one row per ``group`` value (in first-seen order): the metric
-  in % as mean ± 95% CI half-width (`ci95`), the number of runs, and the mean
-  ``wall_seconds`` per run."""
-  lines = [f"| {group} | main-task {metric.replace('_', ' ')} (%), mean ± 95% CI | "
-           "seeds | wall time per run (s) |", "|---|---|---|---|"]
-  for name in dict.fromkeys(r[group] for r in runs):
-    rows = [r for r in runs if r[group] == name]
-    mean, half = ci95([r[metric] for r in rows])
-    ci = "n/a" if np.isnan(half) else f"{100 * half:.2f}"
-    secs = np.mean([r["wall_seconds"] for r in rows])
-    lines.append(f"| {name} | {100 * mean:.2f} ± {ci} | {len(rows)} | {secs:.0f} |")
-  return "\n".join(lines)

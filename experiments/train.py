@@ -7,7 +7,7 @@ Writes the resolved config, metrics (JSON lines), orbax checkpoints, the best-on
 checkpoint, the final test metrics and a heatmap of the learned weights into the
 workdir; rerunning with the same workdir resumes from the last checkpoint.
 
-Every device of every host trains one data-parallel program (`aux_jax.train.sharding`;
+Every device of every host trains one data-parallel program (`aux_jax.sharding`;
 ``--config.mesh.num_devices`` to use fewer). On a cluster, one process per host (or
 per GPU), each running the same command:
 
@@ -20,16 +20,23 @@ per GPU), each running the same command:
 several tasks, Open MPI) or the flags are given (``--distributed=on`` for TPU pods,
 whose hosts JAX finds itself). Process 0 writes the logs, metrics and plots; all
 processes write the checkpoints together, so the workdir must be on a shared disk.
+
+The config's ``runner`` field picks how it runs (`aux_jax.train.runner`). Errors in
+the configuration or the data (an unknown method, solver, partition or runner, a
+missing or unprepared dataset, an override of the wrong type) end the run with one
+line on stderr and exit status 2; ``--verbose`` shows the traceback.
 """
 
 import json
 import os
+import sys
+import traceback
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aux_jax import registry
+from aux_jax.train import runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -44,6 +51,12 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for a multi-process run.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of a configuration "
+                             "or data error.")
+
+# What a wrong config, a wrong override or missing data raise: one line, status 2.
+USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError)
+USAGE_ERROR_STATUS = 2
 
 
 def distributed_settings(env, coordinator_address=None, num_processes=None,
@@ -85,39 +98,43 @@ def distributed_settings(env, coordinator_address=None, num_processes=None,
   return explicit
 
 
+def user_error(exc: BaseException) -> str:
+  """The one line a configuration or data error prints: ``error: <message>``."""
+  message = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+                     .split()) or type(exc).__name__
+  return f"error: {message} (--verbose for the traceback)"
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with a flag error (e.g. an override of the wrong type, an
+  unknown config field) reported as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(user_error(e), file=sys.stderr)
+    sys.exit(USAGE_ERROR_STATUS)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Progress lines are printed; keep the libraries' (orbax's) info logs out of them.
   logging.set_verbosity(logging.WARNING)
-  settings = distributed_settings(os.environ, _COORDINATOR.value, _NUM_PROCESSES.value,
-                                  _PROCESS_ID.value, _DISTRIBUTED.value)
-  if settings is not None:  # before any JAX computation
-    jax.distributed.initialize(**settings)
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  summary = get_runner(config)(config, workdir)
+  try:
+    settings = distributed_settings(os.environ, _COORDINATOR.value, _NUM_PROCESSES.value,
+                                    _PROCESS_ID.value, _DISTRIBUTED.value)
+    if settings is not None:  # before any JAX computation
+      jax.distributed.initialize(**settings)
+    summary = runner.run(_CONFIG.value, _WORKDIR.value,
+                         progress=lambda line: print(line, flush=True))
+  except USER_ERRORS as e:
+    if _VERBOSE.value:
+      traceback.print_exc()
+    print(user_error(e), file=sys.stderr)
+    sys.exit(USAGE_ERROR_STATUS)
   if jax.process_index() == 0:
     print(json.dumps(summary, indent=2))
 
 
-# A config's `runner` field picks how it is run (default "train"): "module:function",
-# each function `(config, workdir) -> summary dict`, imported only when used.
-RUNNERS = {
-    "train": "aux_jax.train.loop:train_and_evaluate",      # one bi-level training run
-    "aang": "aux_jax.aang.experiment:run_aang_experiment",  # searched text objectives
-    "taskgen": "aux_jax.train.taskgen:run_taskgen",        # AuxiLearn label generation
-    "two_phase": "aux_jax.train.two_phase:run_two_phase",  # ATTITTUD pretrain+finetune
-}
-
-
-def get_runner(config):
-  """The function that runs ``config`` (its ``runner`` field; "train" if absent)."""
-  name = config.get("runner", "aang" if "aang" in config else "train")
-  try:
-    return registry.lookup(RUNNERS, name, "runner")
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-
-
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -89,7 +89,7 @@ class MultiTaskData:
   Task 0 is the main task. Training images are per task, zero-padded to the largest
   task (`N_max`); only the first `train_counts[t]` rows of task `t` are real. Every
   task's head has `max(num_classes)` outputs; logits at indices `>= num_classes[t]`
-  are masked by the loss (`aux_jax.models.multitask.masked_cross_entropy`).
+  are masked by the loss (`aux_jax.losses.masked_cross_entropy`).
 
   Attributes:
     train_images: `u8[T, N_max, H, W, C]`.

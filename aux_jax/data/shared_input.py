@@ -17,6 +17,7 @@ kind               target (per example)        loss / main metric
 "segmentation"     int[H, W], −1 = ignore      per-pixel CE / mIoU, pixel accuracy
 "depth"            f32[H, W, 1], 0 = missing   L1 on valid pixels / abs., rel. error
 "normal"           f32[H, W, 3], 0 = missing   1 − cos on valid pixels / angle error
+"soft_classification" f32[C], a distribution   soft cross-entropy / agreement of modes
 =================  ==========================  =====================================
 """
 
@@ -30,14 +31,15 @@ import numpy as np
 
 from aux_jax.data.multitask import preprocess
 
-TASK_KINDS = ("classification", "regression", "segmentation", "depth", "normal")
+TASK_KINDS = ("classification", "regression", "segmentation", "depth", "normal",
+              "soft_classification")
 DENSE_KINDS = ("segmentation", "depth", "normal")
 
 
 def _target_shape(kind: str, num_outputs: int, spatial: tuple) -> tuple:
   if kind == "classification":
     return ()
-  if kind == "regression":
+  if kind in ("regression", "soft_classification"):
     return (num_outputs,)
   if kind == "segmentation":
     return spatial
@@ -151,7 +153,53 @@ class SharedInputData:
                  f"[{low}, {c})")
           if c < 2:
             fail(f"task {t} ({self.task_names[t]}) needs >= 2 classes, got {c}")
+        if kind == "soft_classification" and len(y) and (
+            np.min(y) < 0 or not np.allclose(np.sum(y, -1), 1.0, atol=1e-4)):
+          fail(f"{split} targets of task {t} ({self.task_names[t]}) must be "
+               "distributions (non-negative rows summing to 1)")
     for name, v in self.train_info.items():
       if len(v) != len(x):
         fail(f"train_info[{name!r}] has {len(v)} entries for {len(x)} examples")
     return self
+
+
+def with_subclass_task(data, num_subclasses: int, name: str = "subclasses"
+                       ) -> SharedInputData:
+  """A single-task image dataset with AuxiLearn's generated auxiliary task added.
+
+  Task 0 is the dataset's task (C classes); task 1 (``name``, kind
+  "soft_classification", C·k outputs) predicts a distribution over the k sub-classes
+  of each image's class (class-major: sub-class j of class c is output c·k + j). Its
+  stored targets are uniform over the image's own k sub-classes (a labeler that knows
+  nothing); `aux_jax.methods.taskgen` replaces them with a learned labeler's.
+
+  Args:
+    data: `MultiTaskData` with one task (e.g. ``cifar10``, ``oxford_pet``).
+    num_subclasses: k >= 1.
+
+  Raises:
+    ValueError: more than one task, or k < 1.
+  """
+  if data.num_tasks != 1:
+    raise ValueError(f"a generated sub-class task needs a single-task dataset; got "
+                     f"{data.num_tasks} tasks ({', '.join(data.task_names)})")
+  k = int(num_subclasses)
+  if k < 1:
+    raise ValueError(f"num_subclasses (k) must be >= 1, got {num_subclasses}")
+  c = int(data.num_classes[0])
+
+  def uniform(labels):
+    q = np.zeros((len(labels), c, k), np.float32)
+    q[np.arange(len(labels)), labels] = 1.0 / k
+    return q.reshape(len(labels), c * k)
+
+  n = int(data.train_counts[0])
+  x, y = data.train_images[0, :n], data.train_labels[0, :n]
+  return SharedInputData(
+      train_inputs=x, train_targets=(y, uniform(y)),
+      dev_inputs=data.dev_images, dev_targets=(data.dev_labels, uniform(data.dev_labels)),
+      test_inputs=data.test_images,
+      test_targets=(data.test_labels, uniform(data.test_labels)),
+      task_names=(data.task_names[0], name), task_kinds=("classification",
+                                                          "soft_classification"),
+      num_outputs=(c, c * k), mean=data.mean, std=data.std).validate()

@@ -18,6 +18,9 @@ Conventions shared by all methods:
 * `LossFns.per_sample(params) -> (f32[T, B], model_state)`: every task's per-sample
   losses on its own batch, plus the model state (BatchNorm statistics) of that
   forward pass. `LossFns.dev(params) -> f32[]`: the main-task loss on a dev batch.
+* A method that makes its own labels (AuxiLearn's task generation) reads the batch in
+  `LossFns.inputs` / `LossFns.targets` and passes replacement targets to
+  ``per_sample(params, targets)``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ PyTree = Any
 class LossFns(NamedTuple):
   """The losses one training step sees (closures over this step's batches).
 
+  ``per_sample(params, targets=None)``: ``targets`` replaces the batch's targets (the
+  structure of `targets`); None uses the batch's own.
+
+  ``inputs`` and ``targets`` are the batch: for tasks with their own images (separate
+  tasks), ``f32[T, B, ...]`` preprocessed images and ``i32[T, B]`` labels; for tasks
+  that share their inputs, ``f32[B, ...]`` and a tuple of T target arrays.
+
   ``per_task`` is optional: ``per_task(stacked_params)`` is ``per_sample`` with task t
   computed from its own copy ``stacked_params[t]`` (every leaf with a leading T axis).
   When given, `per_task_grads` gets all T gradients from one backward pass.
@@ -42,10 +52,28 @@ class LossFns(NamedTuple):
   auxiliary network combines (`per_sample` is their mean over valid pixels).
   """
 
-  per_sample: Callable[[PyTree], tuple[jax.Array, PyTree]]
+  per_sample: Callable[..., tuple[jax.Array, PyTree]]
   dev: Callable[[PyTree], jax.Array]
   per_task: Optional[Callable[[PyTree], tuple[jax.Array, PyTree]]] = None
   per_pixel: Optional[Callable[[PyTree], tuple[jax.Array, jax.Array, PyTree]]] = None
+  inputs: Any = None
+  targets: Any = None
+
+
+class TaskSpec(NamedTuple):
+  """What a method may need to know of the tasks (most need only their number).
+
+  Attributes:
+    names: T names, task 0 the main task.
+    kinds: T task kinds (`aux_jax.losses`; "classification" for separate tasks).
+    num_outputs: T output sizes (classes, target dimensions).
+    input_shape: one example's input shape, e.g. ``(H, W, C)``.
+  """
+
+  names: tuple
+  kinds: tuple
+  num_outputs: tuple
+  input_shape: tuple
 
 
 class MethodState(NamedTuple):

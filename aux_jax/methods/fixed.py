@@ -1,6 +1,6 @@
 """Fixed task weightings: the main loss alone, or a constant weight per task.
 
-    sll:    G = ∇_θ ℓ₀                         (single-task learning)
+    stl:    G = ∇_θ ℓ₀                         (single-task learning: the main loss alone)
     equal:  G = ∇_θ (ℓ₀ + Σ_{k=1..K} ℓ_k)      (every auxiliary loss with weight 1)
     unif:   G = ∇_θ (1/T) Σ_{t=0..K} ℓ_t       (uniform weights, the SLGrad papers' "Unif")
 
@@ -30,8 +30,8 @@ def fixed_weights(name: str, task_weights) -> Method:
   return Method(name=name, init=init, direction=direction)
 
 
-def sll(num_tasks: int) -> Method:
-  return fixed_weights("sll", jnp.zeros(num_tasks).at[0].set(1.0))
+def stl(num_tasks: int) -> Method:
+  return fixed_weights("stl", jnp.zeros(num_tasks).at[0].set(1.0))
 
 
 def equal(num_tasks: int) -> Method:

@@ -6,7 +6,7 @@ import flax.linen as nn
 
 from aux_jax import registry
 from aux_jax.models.heads import apply_head, apply_heads, init_heads
-from aux_jax.models.multitask import masked_cross_entropy, multitask_features, single_features
+from aux_jax.models.multitask import multitask_features, single_features
 from aux_jax.models.resnet import CifarResNet18
 from aux_jax.models.small_cnn import SmallCNN
 
@@ -43,7 +43,6 @@ __all__ = [
     "apply_heads",
     "get_backbone",
     "init_heads",
-    "masked_cross_entropy",
     "multitask_features",
     "single_features",
 ]

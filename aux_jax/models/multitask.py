@@ -19,7 +19,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 
 def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
@@ -81,27 +80,3 @@ def single_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
     feats, updates = backbone.apply(variables, images, train=True, mutable=["batch_stats"])
     return feats, updates["batch_stats"]
   return backbone.apply(variables, images, train=train), None
-
-
-def masked_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
-                         num_classes) -> jnp.ndarray:
-  """Per-sample softmax cross-entropy over each task's own classes.
-
-  With `C = num_classes` of the sample's task and `z` its logits,
-  `ℓ = logsumexp(z[:C]) − z[label]`: logits at class indices `>= C` are excluded
-  (a task with fewer classes than `C_max` uses the first `C` head outputs).
-
-  Args:
-    logits: `f32[..., C_max]`.
-    labels: `int[...]`, in `[0, num_classes)`.
-    num_classes: int, or an int array broadcastable to `labels` (e.g. `i32[T, 1]`
-      for `labels` `i32[T, B]`).
-
-  Returns:
-    `f32[...]` losses.
-  """
-  c_max = logits.shape[-1]
-  num_classes = jnp.asarray(num_classes)
-  mask = jnp.arange(c_max) < num_classes[..., None]
-  masked = jnp.where(mask, logits, -jnp.inf)
-  return optax.softmax_cross_entropy_with_integer_labels(masked, labels)

@@ -1,4 +1,5 @@
-"""One experiment's pure, jitted functions: init, lower step, upper step, evaluation.
+"""A weighting experiment's pure, jitted functions: init, lower step, upper step,
+evaluation; what `aux_jax.train.loop.train_and_evaluate` drives for every method.
 
 Data flow of one training iteration (all on device, no host round-trip):
 
@@ -17,25 +18,29 @@ uninterrupted run exactly.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+import os
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aux_jax import hypergrad
+from aux_jax import hypergrad, plots
+from aux_jax.data import get_dataset
+from aux_jax.data.shared_input import with_subclass_task
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
 from aux_jax.models import get_backbone
 from aux_jax.partition import Partition, make_partition, partition_rules
-from aux_jax.train import optimizers, problems, sharding
+from aux_jax import sharding
+from aux_jax.train import optimizers, problems
 
 PyTree = Any
 
 
 class TrainState(NamedTuple):
-  """Everything a checkpoint holds. The data-iterator position is ``step``."""
+  """The experiment's state. The data-iterator position is ``step``."""
 
   step: jax.Array                 # i32[]
   params: PyTree                  # {"backbone": θ_s, "heads": per-task heads}
@@ -43,24 +48,31 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
   method: MethodState             # φ and the method's own state
   meta_state: MetaState           # upper-level optimizer
-  best_dev: jax.Array             # f32[]: best dev selection metric so far
-  stale: jax.Array                # i32[]: evaluations since it last improved
 
 
 class Experiment(NamedTuple):
-  """Functions of one configured experiment (see the module docstring)."""
+  """One configured weighting experiment: the `aux_jax.train.loop.Experiment`
+  protocol (name … mesh) and the parts it is built from (config … losses_at)."""
 
+  name: str
+  select: str
+  init: Callable[[], TrainState]
+  lower_step: Callable[[TrainState], tuple[TrainState, dict]]
+  upper_step: Optional[Callable[[TrainState], tuple[TrainState, dict]]]
+  upper_every: int
+  model: Callable[[TrainState], dict]       # {"params", "batch_stats"}
+  evaluate: Callable[[dict, str], dict]
+  counters: Callable[[TrainState], dict]
+  info: dict
+  finish: Callable[[str, list, dict], None]
+  init_from: Callable[[TrainState, PyTree, dict], TrainState]
+  mesh: Any                       # the data-parallel mesh (aux_jax.sharding)
   config: ml_collections.ConfigDict
   data: Any                       # MultiTaskData | SharedInputData
   problem: problems.Problem
   method: Method
   partition: Partition
-  init: Callable[[], TrainState]
   losses_at: Callable[[TrainState, jax.Array], LossFns]
-  lower_step: Callable[[TrainState], tuple[TrainState, dict]]
-  upper_step: Callable[[TrainState], tuple[TrainState, dict]]
-  evaluate: Callable[[TrainState, str], dict]
-  mesh: Any = None                # the data-parallel mesh (aux_jax.train.sharding)
 
 
 def _compute_dtype(name: str):
@@ -82,7 +94,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   keys = problems.Keys(*jax.random.split(jax.random.key(cfg.seed), 4))
   # Data parallel: the batch split over `mesh.num_devices` devices (None: every
   # accelerator; one device on a single-process CPU backend),
-  # the state replicated; see `aux_jax.train.sharding`.
+  # the state replicated; see `aux_jax.sharding`.
   mesh = sharding.make_mesh(sharding.data_parallel_size(
       cfg.get("mesh", {}).get("num_devices"), cfg.data.batch_size))
   replicated = sharding.replicated(mesh)
@@ -92,8 +104,12 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   partition = make_partition(variables["params"], cfg.method.partition,
                              partition_rules(cfg.model.name)
                              if cfg.method.partition == "module_wise" else ())
-  method = get_method(cfg.method.name, num_tasks, partition,
+  method = get_method(cfg.method.name, num_tasks, partition, tasks=problem.spec,
                       **dict(cfg.method.get("kwargs", {})))
+  # The optimizer's weight decay wd·θ is part of the lower-level fixed point; the
+  # originals leave it out of G (hyper.include_weight_decay=False).
+  decay = float(cfg.optim.weight_decay) if cfg.hyper.get("include_weight_decay") else 0.0
+  solver_kwargs = optimizers.solver_kwargs(cfg.hyper) if method.learnable else {}
   tx = optimizers.lower_optimizer(cfg.optim)
   meta = meta_optimizer(optimizers.upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
                         projection=method.projection)
@@ -107,8 +123,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params,
         batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-        method=mstate, meta_state=meta.init(mstate.phi),
-        best_dev=jnp.array(-jnp.inf, jnp.float32), stale=jnp.zeros((), jnp.int32))
+        method=mstate, meta_state=meta.init(mstate.phi))
 
   def losses_at(state: TrainState, step) -> LossFns:
     """The training and dev losses of the batches of `step`."""
@@ -148,17 +163,18 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       heads = state.params["heads"]
       theta = state.params["backbone"]
       merge = lambda t: {"backbone": t, "heads": heads}
-      g = lambda t, phi: method.direction(merge(t), phi, mstate, losses, key)[0]["backbone"]
+      direction = lambda t, phi: method.direction(merge(t), phi, mstate, losses,
+                                                  key)[0]["backbone"]
       val = lambda t: losses.dev(merge(t))
     else:
       theta = state.params
-      g = lambda t, phi: method.direction(t, phi, mstate, losses, key)[0]
+      direction = lambda t, phi: method.direction(t, phi, mstate, losses, key)[0]
       val = losses.dev
+    g = direction if not decay else (
+        lambda t, phi: optax.tree.add_scale(direction(t, phi), decay, t))
     hg, info = hypergrad.implicit_hypergradient(
         g, val, theta, state.method.phi, solver=cfg.hyper.solver,
-        neumann_steps=cfg.hyper.neumann_steps, step=cfg.hyper.step,
-        scale_by_step=cfg.hyper.scale_by_step, symmetric=method.symmetric,
-        maxiter=cfg.hyper.maxiter, tol=cfg.hyper.tol)
+        symmetric=method.symmetric, solver_kwargs=solver_kwargs)
     phi, meta_state, metrics = meta.update(hg, info, state.meta_state, state.method.phi)
     metrics["dev_loss"] = val(theta)
     return state._replace(method=MethodState(phi, mstate), meta_state=meta_state), metrics
@@ -171,10 +187,76 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     """One hypergradient step on φ, on the batch of the lower step just taken (jitted)."""
     return upper_jit(sharding.wait_on_cpu(state, mesh))
 
-  def evaluate(state: TrainState, split: str) -> dict:
+  def evaluate(model: dict, split: str) -> dict:
     """Metrics on ``split`` ('dev' or 'test'): main task unprefixed, see `Problem`."""
-    return problem.evaluate(state.params, state.batch_stats, split)
+    return problem.evaluate(model["params"], model["batch_stats"], split)
 
-  return Experiment(config=cfg, data=data, problem=problem, method=method,
-                    partition=partition, init=init, losses_at=losses_at, lower_step=lower_step, upper_step=upper_step,
-                    evaluate=evaluate, mesh=mesh)
+  def finish(workdir: str, records: list, summary: dict) -> None:
+    del summary
+    plots.weights_heatmap(records, os.path.join(workdir, "weights.png"),
+                          task_names=problem.task_names[1:],
+                          module_names=partition.module_names,
+                          title=f"{method.name}: learned auxiliary weights")
+
+  return Experiment(
+      name=method.name, select=problem.select, init=init, lower_step=lower_step,
+      upper_step=upper_step if method.learnable else None,
+      upper_every=int(cfg.hyper.interval),
+      model=lambda state: {"params": state.params, "batch_stats": state.batch_stats},
+      evaluate=evaluate, counters=counters, info={"task_names": list(problem.task_names)},
+      finish=finish,
+      init_from=lambda state, model, summary: initialize_from(
+          state, model, summary.get("task_names", []), problem.task_names),
+      mesh=mesh, config=cfg, data=data, problem=problem, method=method,
+      partition=partition, losses_at=losses_at)
+
+
+def counters(state: TrainState) -> dict:
+  """Hypergradients applied and skipped so far (zeros for methods without φ)."""
+  return {"hypergrad_applied": int(state.meta_state.num_updates),
+          "hypergrad_skipped": int(state.meta_state.num_skipped)}
+
+
+def initialize_from(state: TrainState, model: PyTree, source_tasks, task_names
+                    ) -> TrainState:
+  """``state`` with the backbone, BatchNorm statistics and same-named task heads of
+  another run's best ``model`` (``{"params", "batch_stats"}``, e.g. ATTITTUD's
+  pretraining for its fine-tuning); head rows: the first `C_max` outputs.
+  The optimizer state of ``state`` is kept: SGD's and Adam's start at zero whatever
+  the parameters.
+
+  Raises:
+    ValueError: the backbones differ in structure or shapes.
+  """
+  params, stats = model["params"], model["batch_stats"]
+  src = jax.tree.map(jnp.asarray, params["backbone"])
+  dst = state.params["backbone"]
+  if (jax.tree.structure(src) != jax.tree.structure(dst)
+      or jax.tree.map(jnp.shape, src) != jax.tree.map(jnp.shape, dst)):
+    raise ValueError("train.init_from: its backbone differs from this model's")
+  heads = dict(state.params["heads"])
+  src_names = list(source_tasks)
+  for t, name in enumerate(task_names):
+    if name in src_names:
+      s = src_names.index(name)
+      for k in heads:
+        row = jnp.asarray(params["heads"][k])[s]
+        width = min(row.shape[-1], heads[k].shape[-1])
+        heads[k] = heads[k].at[t, ..., :width].set(row[..., :width])
+  return state._replace(
+      params={"backbone": src, "heads": heads},
+      batch_stats=jax.tree.map(jnp.asarray, stats) if state.batch_stats else state.batch_stats)
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """The data ``config.data`` names: loader ``name`` with ``kwargs``, and AuxiLearn's
+  generated sub-class task added when ``subclass_task`` (k) is set."""
+  data = get_dataset(config.data.name, **dict(config.data.get("kwargs", {})))
+  if config.data.get("subclass_task", 0):
+    data = with_subclass_task(data, config.data.subclass_task)
+  return data
+
+
+def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
+  """`build_experiment` on the data of ``config`` (`load_data`)."""
+  return build_experiment(config, load_data(config))

@@ -1,32 +1,58 @@
-"""The training loop: steps, evaluation, checkpoints, metrics and plots in a workdir.
+"""The one training loop: steps, evaluation, best-on-dev selection, checkpoints, resume.
+
+`train_and_evaluate` drives any experiment (the `Experiment` protocol below): the
+weighting experiments of `aux_jax.train.experiment` (every method, task generation
+included) and AANG's (`aux_jax.aang.experiment`); ATTITTUD's two phases are two runs of
+it (`aux_jax.train.two_phase`). Each iteration::
+
+    state, metrics = experiment.lower_step(state)
+    every `upper_every` steps (if the experiment has an upper level):
+        state, upper_metrics = experiment.upper_step(state)
+    every `train.eval_every` steps: dev metrics of experiment.model(state); a better
+        `dev_<select>` than every earlier evaluation makes it the best-on-dev model
+    every `train.checkpoint_every` steps: write the pending metric lines, then save
+        the whole `LoopState` (experiment state, best model, best dev value, patience)
 
 Workdir layout after a run::
 
     config.json           the resolved config
-    metrics.jsonl         one JSON object per logged step (train, dev, weights)
-    checkpoints/          orbax checkpoints of the whole `TrainState` (for resuming)
-    best/                 the checkpoint with the best dev metric (model selection;
-                          `config.train.select`, default the problem's: accuracy,
-                          neg_mse, miou, ...)
-    test_metrics.json     test metrics of the best-on-dev checkpoint, and the run summary
-    weights.png           heatmap of the learned auxiliary weights over training
+    metrics.jsonl         one JSON object per logged step (train, dev, counters)
+    checkpoints/          orbax checkpoints of the `LoopState` (for resuming)
+    best/                 the best-on-dev model (written when the run ends)
+    test_metrics.json     test metrics of the best-on-dev model, and the run summary
+    *.png                 the experiment's plots (e.g. learned weights over training)
 
-A killed run restarted with the same workdir resumes from its last checkpoint and
-ends at the same result as an uninterrupted run (batches and keys are functions of
-the step; see `aux_jax.train.experiment`).
+Preemption: a run killed at any moment (SIGKILL included) and started again with the
+same command ends with the same ``metrics.jsonl`` and ``test_metrics.json`` (the
+``train_seconds`` field aside) as an uninterrupted run. This holds because
 
-Optional `config.train` fields: ``select`` (the dev metric, higher is better),
-``patience`` (stop after this many evaluations without improvement; 0 = never),
-``init_from`` (a finished run's workdir: its best checkpoint initialises the backbone,
-BatchNorm statistics, and the heads of tasks of the same name — ATTITTUD's fine-tuning).
+* batches, augmentation and every key are functions of the step (or live in the
+  state), so steps after a restore repeat exactly;
+* the best-on-dev model lives *inside* the checkpointed `LoopState`: nothing about
+  selection exists outside a checkpoint, so ``checkpoints/`` and ``best/`` cannot
+  disagree (``best/`` is exported from the final state, idempotently);
+* metric lines reach ``metrics.jsonl`` just before the checkpoint of their step is
+  saved, and a restore drops lines after the restored step (atomically);
+* orbax finalises a checkpoint by an atomic rename, so a half-written one is never
+  restored; a finalised checkpoint that fails to restore (corrupt files) is reported,
+  removed, and the previous one is used.
+
+Config fields read (``config.train`` unless said otherwise): ``optim.num_steps``,
+``log_every``, ``eval_every``, ``checkpoint_every``, ``keep_checkpoints`` (at least 2
+keeps a fallback for a corrupt latest checkpoint), ``select`` (the dev metric, higher
+is better; "" = the experiment's), ``patience`` (stop after this many evaluations
+without improvement; 0 = never), ``init_from`` (a finished run's workdir whose best
+model initialises this one, where the experiment supports it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -34,82 +60,164 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from aux_jax import plots
-from aux_jax.data import get_dataset
-from aux_jax.train import sharding
-from aux_jax.train.experiment import Experiment, TrainState, build_experiment
+from aux_jax import registry, sharding
+
+PyTree = Any
+
+# config.runner -> "module:function" building the experiment, ``config -> Experiment``.
+EXPERIMENTS = {
+    "train": "aux_jax.train.experiment:experiment_from_config",
+    "aang": "aux_jax.aang.experiment:experiment_from_config",
+}
+
+# Testing hook (`_failpoint`): "name@step" kills this process with SIGKILL there.
+FAILPOINT_ENV = "AUX_JAX_FAILPOINT"
+
+
+class Experiment(Protocol):
+  """What the loop needs from an experiment (a NamedTuple of functions, usually).
+
+  Attributes:
+    name: shown in progress lines; the summary's ``method``.
+    select: the default dev metric for model selection (higher is better); the
+      evaluation must return ``dev_<select>``.
+    init: ``() -> state``, a pytree with an ``i32[]`` field ``step``.
+    lower_step: ``state -> (state, metrics)``, one jitted training step.
+    upper_step: ``state -> (state, metrics)`` every ``upper_every`` steps, or None.
+    upper_every: steps between upper steps.
+    model: ``state -> model``, the part of the state that evaluation needs; it is
+      what the loop keeps of the best-on-dev state.
+    evaluate: ``(model, split) -> {f"{split}_<metric>": float}``, split "dev"/"test".
+    counters: ``state -> {name: int}``, run-level counts (e.g. hypergradients
+      applied) logged at every evaluation (as ``<name>_total``) and in the summary.
+    info: static summary fields (e.g. the task names).
+    finish: ``(workdir, metric records, summary) -> None``: plots, on process 0 only.
+    init_from: ``(state, model, summary) -> state`` initialising from another run's
+      best model and summary (``train.init_from``), or None if unsupported.
+    mesh: the data-parallel mesh the state lives on (`aux_jax.sharding`), or None.
+  """
+
+  name: str
+  select: str
+  init: Callable[[], PyTree]
+  lower_step: Callable[[PyTree], tuple[PyTree, dict]]
+  upper_step: Optional[Callable[[PyTree], tuple[PyTree, dict]]]
+  upper_every: int
+  model: Callable[[PyTree], PyTree]
+  evaluate: Callable[[PyTree, str], dict]
+  counters: Callable[[PyTree], dict]
+  info: dict
+  finish: Optional[Callable[[str, list, dict], None]]
+  init_from: Optional[Callable[[PyTree, PyTree, dict], PyTree]]
+  mesh: Any
+
+
+class LoopState(NamedTuple):
+  """Everything a checkpoint holds.
+
+  Attributes:
+    state: the experiment's state.
+    best: ``experiment.model(state)`` at the best dev evaluation so far.
+    best_dev: f32[], that evaluation's dev metric (−inf before the first).
+    best_step: i32[], its step (0 before the first).
+    stale: i32[], evaluations since the dev metric last improved.
+  """
+
+  state: PyTree
+  best: PyTree
+  best_dev: jax.Array
+  best_step: jax.Array
+  stale: jax.Array
+
+
+def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+  """The experiment of ``config`` by its ``runner`` field (`EXPERIMENTS`; default
+  "train"), with its data loaded."""
+  runner = config.get("runner", "train")
+  return registry.lookup(EXPERIMENTS, runner, "runner for the loop")(config)
+
+
+def _failpoint(name: str, step: int) -> None:
+  """Kills this process with SIGKILL when ``$AUX_JAX_FAILPOINT`` is ``name@step``.
+
+  A testing hook for preemption: the kill tests start the launcher with, e.g.,
+  ``AUX_JAX_FAILPOINT=after_best@40`` and check that rerunning it ends as an
+  uninterrupted run does. Points: ``after_best`` (a new best-on-dev model was just
+  recorded, before its checkpoint), ``mid_checkpoint`` (a checkpoint save was started
+  and is not yet finalised).
+  """
+  if os.environ.get(FAILPOINT_ENV) == f"{name}@{step}":
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _to_host(tree) -> dict:
-  return {k: np.asarray(v).tolist() for k, v in jax.device_get(tree).items()}
+  return jax.tree.map(lambda x: np.asarray(x).tolist(), jax.device_get(tree))
 
 
-def _manager(path: str, max_to_keep: int) -> ocp.CheckpointManager:
-  # Multi-host: managers saving the same step at once (checkpoints/, best/) need
-  # their own barrier names.
+def _manager(path: str, max_to_keep: Optional[int]) -> ocp.CheckpointManager:
+  # Multi-host: managers saving at once (checkpoints/, best/) need their own barriers.
   multiprocessing = ocp.options.MultiprocessingOptions(
       barrier_sync_key_prefix=os.path.basename(os.path.normpath(path)))
   return ocp.CheckpointManager(
       os.path.abspath(path),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           multiprocessing_options=multiprocessing))
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+          multiprocessing_options=multiprocessing))
 
 
-def _restore(manager: ocp.CheckpointManager, template: TrainState,
-             step: Optional[int] = None) -> TrainState:
-  step = manager.latest_step() if step is None else step
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+def _abstract(template):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
 
 
-def _rewrite_metrics(path: str, upto_step: int) -> None:
-  """On resume, drop metric lines written after the checkpoint we resume from."""
+def _remove_step(manager: ocp.CheckpointManager, step: int) -> None:
+  try:
+    manager.delete(step)
+  except Exception:  # a corrupt step may not even delete cleanly
+    path = os.path.join(str(manager.directory), str(step))
+    if jax.process_index() == 0:
+      shutil.rmtree(path, ignore_errors=True)
+    manager.reload()
+
+
+def restore_latest(manager: ocp.CheckpointManager, template: PyTree,
+                   warn: Callable[[str], None]) -> Optional[PyTree]:
+  """The newest checkpoint of ``manager`` that restores, or None if there is none.
+
+  A checkpoint that fails to restore (corrupt or missing files) is reported through
+  ``warn``, removed, and the next older one tried. Checkpoints newer than the one
+  restored are removed too, so that the steps re-run after it can be saved again.
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(_abstract(template)))
+    except Exception as e:  # noqa: BLE001 -- any failure means "unusable"
+      warn(f"warning: checkpoint {step} in {manager.directory} cannot be restored "
+           f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+           "removing it and trying the previous one")
+      _remove_step(manager, step)
+      continue
+    return restored
+  return None
+
+
+def _truncate_metrics(path: str, upto_step: int) -> None:
+  """Keeps the metric lines of steps <= ``upto_step`` (atomically; a torn last line
+  from a killed write is dropped)."""
   if not os.path.exists(path):
     return
+  kept = []
   with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= upto_step]
-  with open(path, "w") as f:
-    f.writelines(lines)
-
-
-def _restore_raw(path: str):
-  """A finished run's best checkpoint as a raw pytree, and its summary."""
-  with open(os.path.join(path, "test_metrics.json")) as f:
-    summary = json.load(f)
-  with _manager(os.path.join(path, "best"), 1) as manager:
-    if manager.latest_step() is None:
-      raise FileNotFoundError(f"train.init_from={path!r} has no best/ checkpoint")
-    raw = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
-  return raw, summary
-
-
-def initialize_from(state: TrainState, path: str, task_names) -> TrainState:
-  """``state`` with the backbone, BatchNorm statistics and same-named task heads of the
-  best checkpoint in workdir ``path`` (head rows: the first `C_max` outputs).
-
-  Raises:
-    ValueError: the backbones differ in structure or shapes.
-  """
-  raw, summary = _restore_raw(path)
-  params, stats = raw["params"], raw["batch_stats"]
-  src = jax.tree.map(jnp.asarray, params["backbone"])
-  dst = state.params["backbone"]
-  if (jax.tree.structure(src) != jax.tree.structure(dst)
-      or jax.tree.map(jnp.shape, src) != jax.tree.map(jnp.shape, dst)):
-    raise ValueError(f"train.init_from={path!r}: its backbone differs from this model's")
-  heads = dict(state.params["heads"])
-  src_names = list(summary.get("task_names", []))
-  for t, name in enumerate(task_names):
-    if name in src_names:
-      s = src_names.index(name)
-      for k in heads:
-        row = jnp.asarray(params["heads"][k])[s]
-        width = min(row.shape[-1], heads[k].shape[-1])
-        heads[k] = heads[k].at[t, ..., :width].set(row[..., :width])
-  new_params = {"backbone": src, "heads": heads}
-  return state._replace(
-      params=new_params,
-      batch_stats=jax.tree.map(jnp.asarray, stats) if state.batch_stats else state.batch_stats)
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if record["step"] <= upto_step:
+        kept.append(json.dumps(record) + "\n")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
 
 
 def load_metrics(workdir: str) -> list[dict]:
@@ -118,20 +226,54 @@ def load_metrics(workdir: str) -> list[dict]:
     return [json.loads(l) for l in f if l.strip()]
 
 
+def load_best(workdir: str) -> tuple[PyTree, dict]:
+  """A finished run's best-on-dev model (a raw pytree of arrays) and its summary.
+
+  Raises:
+    FileNotFoundError: ``workdir`` holds no finished run.
+  """
+  summary_path = os.path.join(workdir, "test_metrics.json")
+  if not os.path.exists(summary_path):
+    raise FileNotFoundError(f"{workdir!r} holds no finished run (no test_metrics.json)")
+  with open(summary_path) as f:
+    summary = json.load(f)
+  with _manager(os.path.join(workdir, "best"), 1) as manager:
+    if manager.latest_step() is None:
+      raise FileNotFoundError(f"{workdir!r} has no best/ model")
+    raw = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+  return raw, summary
+
+
+def _export_best(workdir: str, loop: LoopState, mesh) -> None:
+  """Writes the best model to ``best/`` (idempotent: an existing export of the same
+  step is kept; any other is replaced)."""
+  step = int(loop.best_step)
+  with _manager(os.path.join(workdir, "best"), 1) as best:
+    if step in best.all_steps():
+      return
+    for old in best.all_steps():
+      _remove_step(best, old)
+    best.save(step, args=ocp.args.StandardSave(sharding.replicate(loop.best, mesh)),
+              force=True)
+    best.wait_until_finished()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        experiment: Optional[Experiment] = None,
                        progress: Callable[[str], None] = print) -> dict:
-  """Trains, selects the best-on-dev checkpoint, tests it, and writes the workdir.
+  """Trains, selects the best-on-dev model, tests it, and writes the workdir.
 
   Args:
     config: an experiment config (see `configs/`).
     workdir: output directory; an existing one with checkpoints is resumed.
-    experiment: a prebuilt experiment (tests); built from ``config`` if None.
-    progress: receives one progress line per evaluation.
+    experiment: a prebuilt experiment (tests); `build_experiment(config)` if None.
+    progress: receives one progress line per evaluation, and warnings.
 
   Returns:
-    A summary dict: final test metrics of the best-on-dev checkpoint, best dev
-    accuracy, skipped hypergradients, wall time.
+    The summary (also ``test_metrics.json``): ``method``, ``select``, ``best_step``,
+    ``best_dev_<select>``, the test metrics of the best-on-dev model,
+    ``final_test_<select>`` (of the last state), the experiment's counters and info,
+    ``train_seconds``, ``steps``.
   """
   os.makedirs(workdir, exist_ok=True)
   # Multi-host: every process runs the steps and saves the checkpoints (orbax,
@@ -142,70 +284,78 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if lead:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  if experiment is None:
-    data = get_dataset(config.data.name, **dict(config.data.get("kwargs", {})))
-    experiment = build_experiment(config, data)
-  exp, tcfg = experiment, config.train
-  method = exp.method
-  num_steps = config.optim.num_steps
-  interval = config.hyper.interval
-  select = tcfg.get("select", "") or exp.problem.select
-  patience = tcfg.get("patience", 0)
+  exp = build_experiment(config) if experiment is None else experiment
+  tcfg = config.train
+  num_steps = int(config.optim.num_steps)
+  select = tcfg.get("select", "") or exp.select
+  patience = int(tcfg.get("patience", 0))
   dev_key = f"dev_{select}"
-
-  ckpts = _manager(os.path.join(workdir, "checkpoints"), tcfg.keep_checkpoints)
-  best = _manager(os.path.join(workdir, "best"), 1)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  state = exp.init()
-  if ckpts.latest_step() is not None:
-    state = _restore(ckpts, state)
-    if lead:
-      _rewrite_metrics(metrics_path, int(state.step))
-    progress(f"resumed from step {int(state.step)}")
-  else:
-    if lead and os.path.exists(metrics_path):
-      os.remove(metrics_path)
-    if tcfg.get("init_from", ""):
-      state = initialize_from(state, tcfg.init_from, exp.problem.task_names)
-      state = state._replace(opt_state=exp.init().opt_state)
-      progress(f"initialised from {tcfg.init_from}")
 
-  start, t0 = int(state.step), time.time()
+  def fresh() -> LoopState:
+    state = exp.init()
+    if tcfg.get("init_from", ""):
+      if exp.init_from is None:
+        raise ValueError(f"train.init_from is not supported by the "
+                         f"{config.get('runner', 'train')!r} runner")
+      state = exp.init_from(state, *load_best(tcfg.init_from))
+      progress(f"initialised from {tcfg.init_from}")
+    best = jax.tree.map(jnp.copy, exp.model(state))
+    return sharding.replicate(LoopState(
+        state=state, best=best, best_dev=jnp.array(-jnp.inf, jnp.float32),
+        best_step=jnp.zeros((), jnp.int32), stale=jnp.zeros((), jnp.int32)), exp.mesh)
+
+  ckpts = _manager(os.path.join(workdir, "checkpoints"),
+                   max(int(tcfg.get("keep_checkpoints", 2)), 1))
+  loop = fresh()
+  restored = restore_latest(ckpts, loop, progress)
+  if restored is not None:
+    loop = restored
+    if lead:
+      _truncate_metrics(metrics_path, int(loop.state.step))
+    progress(f"resumed from step {int(loop.state.step)}")
+  elif lead and os.path.exists(metrics_path):
+    os.remove(metrics_path)
+
+  start, t0 = int(loop.state.step), time.time()
   pending: list[dict] = []
   with open(metrics_path if lead else os.devnull, "a") as mfile:
     for step in range(start, num_steps):
-      if patience and int(state.stale) >= patience:  # also when resuming a stopped run
+      if patience and int(loop.stale) >= patience:  # also when resuming a stopped run
         break
-      state, metrics = exp.lower_step(state)
-      if method.learnable and (step + 1) % interval == 0:
+      state, metrics = exp.lower_step(loop.state)
+      if exp.upper_step is not None and (step + 1) % exp.upper_every == 0:
         state, upper = exp.upper_step(state)
         metrics = {**metrics, **upper}
+      loop = loop._replace(state=state)
       done = step + 1
       if done % tcfg.log_every == 0 or done == num_steps:
         pending.append({"step": done, **_to_host(metrics)})
       if done % tcfg.eval_every == 0 or done == num_steps:
-        dev = exp.evaluate(state, "dev")
-        record = pending.pop() if pending and pending[-1]["step"] == done else {
-            "step": done, **_to_host(metrics)}
-        record.update(dev)
-        if method.learnable:
-          record["hypergrad_skipped_total"] = int(state.meta_state.num_skipped)
-        pending.append(record)
+        dev = exp.evaluate(exp.model(state), "dev")
         if dev_key not in dev:
           raise ValueError(f"train.select={select!r}: no {dev_key!r} among the dev "
                            f"metrics {sorted(dev)}")
-        if dev[dev_key] > float(state.best_dev):
-          state = state._replace(best_dev=jnp.float32(dev[dev_key]),
-                                 stale=jnp.zeros((), jnp.int32))
-          best.save(done, args=ocp.args.StandardSave(sharding.replicate(state, exp.mesh)),
-                    force=True)
+        record = pending.pop() if pending and pending[-1]["step"] == done else {
+            "step": done, **_to_host(metrics)}
+        record.update(dev)
+        record.update({f"{k}_total": v for k, v in exp.counters(state).items()})
+        pending.append(record)
+        if dev[dev_key] > float(loop.best_dev):
+          loop = sharding.replicate(loop._replace(
+              best=jax.tree.map(jnp.copy, exp.model(state)),
+              best_dev=jnp.float32(dev[dev_key]), best_step=jnp.int32(done),
+              stale=jnp.zeros((), jnp.int32)), exp.mesh)
+          _failpoint("after_best", done)
         else:
-          state = state._replace(stale=state.stale + 1)
+          loop = loop._replace(stale=loop.stale + 1)
         rate = (done - start) / max(time.time() - t0, 1e-9)
-        progress(f"[{method.name}] step {done}/{num_steps}  "
-                 f"loss_main {record['loss_main']:.4f}  {dev_key} {dev[dev_key]:.4f}  "
-                 f"best {float(state.best_dev):.4f}  {rate:.1f} steps/s")
-      stop = bool(patience) and int(state.stale) >= patience
+        loss = next((f"{k} {record[k]:.4f}  " for k in ("loss_main", "loss")
+                     if isinstance(record.get(k), float)), "")
+        progress(f"[{exp.name}] step {done}/{num_steps}  {loss}{dev_key} "
+                 f"{dev[dev_key]:.4f}  best {float(loop.best_dev):.4f}  "
+                 f"{rate:.1f} steps/s")
+      stop = bool(patience) and int(loop.stale) >= patience
       if stop:
         progress(f"early stop at step {done}: no {dev_key} improvement in "
                  f"{patience} evaluations")
@@ -215,35 +365,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         pending.clear()
         mfile.flush()
         # Multi-host orbax saves global arrays only: replicate what the loop edited.
-        ckpts.save(done, args=ocp.args.StandardSave(sharding.replicate(state, exp.mesh)),
+        ckpts.save(done, args=ocp.args.StandardSave(sharding.replicate(loop, exp.mesh)),
                    force=True)
+        _failpoint("mid_checkpoint", done)
   ckpts.wait_until_finished()
-  best.wait_until_finished()
+  ckpts.close()
 
-  final = state
-  best_state = _restore(best, final) if best.latest_step() is not None else final
-  test = exp.evaluate(best_state, "test")
-  final_test = exp.evaluate(final, "test")
+  _export_best(workdir, loop, exp.mesh)
+  test = exp.evaluate(loop.best, "test")
+  final_test = exp.evaluate(exp.model(loop.state), "test")
   summary = {
-      "method": method.name,
-      "task_names": list(exp.problem.task_names),
+      "method": exp.name,
+      **exp.info,
       "select": select,
-      "best_step": best.latest_step(),
-      f"best_{dev_key}": float(final.best_dev),
+      "best_step": int(loop.best_step),
+      f"best_{dev_key}": float(loop.best_dev),
       **test,
-      f"final_test_{select}": final_test[f"test_{select}"],
-      "hypergrad_skipped": int(final.meta_state.num_skipped),
-      "hypergrad_applied": int(final.meta_state.num_updates),
+      f"final_test_{select}": final_test.get(f"test_{select}"),
+      **exp.counters(loop.state),
       "train_seconds": time.time() - t0,
-      "steps": int(final.step),
+      "steps": int(loop.state.step),
   }
   if lead:
-    with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
+    tmp = os.path.join(workdir, "test_metrics.json.tmp")
+    with open(tmp, "w") as f:
       json.dump(summary, f, indent=2)
-    plots.weights_heatmap(load_metrics(workdir), os.path.join(workdir, "weights.png"),
-                          task_names=exp.problem.task_names[1:],
-                          module_names=exp.partition.module_names,
-                          title=f"{method.name}: learned auxiliary weights")
-  ckpts.close()
-  best.close()
+    os.replace(tmp, os.path.join(workdir, "test_metrics.json"))
+    if exp.finish is not None:
+      exp.finish(workdir, load_metrics(workdir), summary)
   return summary
+

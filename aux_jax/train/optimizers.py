@@ -1,9 +1,11 @@
 """The optax optimizers of both levels, built from a config's `optim` and `hyper`
-sections (every runner uses these: `experiment`, `taskgen`)."""
+sections, and the hypergradient solver's arguments from ``config.hyper``."""
 
 from __future__ import annotations
 
 import optax
+
+from aux_jax import hypergrad
 
 
 def lower_optimizer(cfg) -> optax.GradientTransformation:
@@ -40,3 +42,16 @@ def upper_optimizer(cfg) -> optax.GradientTransformation:
   else:
     raise ValueError(f"hyper.optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
   return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
+
+
+def solver_kwargs(cfg) -> dict:
+  """The keyword arguments of ``cfg.solver`` (a name in `aux_jax.hypergrad.SOLVERS`):
+  ``cfg.solver_kwargs[cfg.solver]``, checked against what the solver takes.
+
+  Raises:
+    ValueError: an unknown solver or an argument it does not take.
+  """
+  hypergrad.get_solver(cfg.solver)
+  section = cfg.get("solver_kwargs", {}).get(cfg.solver, {})
+  kwargs = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+  return hypergrad.check_solver_kwargs(cfg.solver, kwargs)

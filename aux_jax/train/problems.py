@@ -9,7 +9,7 @@
   `aux_jax.losses`.
 
 Both build the batches of step `s` inside the jitted step from device-resident data,
-as pure functions of `(seed, s)`. Given a mesh (`aux_jax.train.sharding`), the data
+as pure functions of `(seed, s)`. Given a mesh (`aux_jax.sharding`), the data
 is replicated on every device and the gathered batches are split over the ``"data"``
 axis on their batch axis (the dev batch too when it divides over the devices;
 otherwise every device computes it whole).
@@ -24,13 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from aux_jax import losses as task_losses
+from aux_jax import sharding
 from aux_jax.data import augment, sampler
 from aux_jax.data.multitask import MultiTaskData
 from aux_jax.data.shared_input import SharedInputData
-from aux_jax.methods import LossFns
+from aux_jax.methods import LossFns, TaskSpec
 from aux_jax.models.heads import apply_head, apply_heads, apply_heads_shared, init_heads
-from aux_jax.models.multitask import masked_cross_entropy, multitask_features, single_features
-from aux_jax.train import sharding
+from aux_jax.models.multitask import multitask_features, single_features
 
 PyTree = Any
 
@@ -50,6 +50,7 @@ class Problem(NamedTuple):
   Attributes:
     num_tasks: T.
     task_names: T names, task 0 the main task.
+    spec: the tasks' names, kinds, output sizes and input shape (for methods).
     variables: the backbone's initial variables ({"params", "batch_stats"?}).
     init_heads: ``key -> heads`` (stacked per-task heads, `aux_jax.models.heads`).
     losses_at: ``(batch_stats, step) -> LossFns`` of the batches of ``step``.
@@ -60,6 +61,7 @@ class Problem(NamedTuple):
 
   num_tasks: int
   task_names: tuple
+  spec: TaskSpec
   variables: dict
   init_heads: Callable[[jax.Array], dict]
   losses_at: Callable[[PyTree, jax.Array], LossFns]
@@ -130,11 +132,12 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
     dimages = data.preprocess(dimages, dtype)
 
-    def per_sample(params):
+    def per_sample(params, targets=None):
       feats, new_stats = multitask_features(
           backbone, _variables(params, batch_stats), images, train=True)
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
-      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+      y = labels if targets is None else targets
+      return task_losses.masked_cross_entropy(logits, y, num_classes[:, None]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
@@ -142,14 +145,15 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))
-      return masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+      return task_losses.masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
 
     def dev(params):
       feats = backbone.apply(_variables(params, batch_stats), dimages, train=False)
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-      return jnp.mean(masked_cross_entropy(logits, dlabels, num_classes[0]))
+      return jnp.mean(task_losses.masked_cross_entropy(logits, dlabels, num_classes[0]))
 
-    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task)
+    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, inputs=images,
+                   targets=labels)
 
   eval_batch = _eval_batch(cfg, mesh)
 
@@ -174,8 +178,11 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     metrics = task_losses.finalize_stats("classification", total)
     return {f"{split}_{k}": v for k, v in metrics.items()}
 
+  spec = TaskSpec(tuple(data.task_names), ("classification",) * num_tasks,
+                  tuple(int(c) for c in data.num_classes), tuple(data.image_shape))
   return Problem(
-      num_tasks=num_tasks, task_names=tuple(data.task_names), variables=variables,
+      num_tasks=num_tasks, task_names=tuple(data.task_names), spec=spec,
+      variables=variables,
       init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max),
       losses_at=losses_at, evaluate=evaluate, select="accuracy")
 
@@ -222,9 +229,10 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       dx, dy = sharding.shard_batch((dx, dy), mesh)
     dx = data.preprocess(dx, dtype)
 
-    def per_sample(params):
+    def per_sample(params, targets=None):
       z, new_stats = outputs(params, batch_stats, x, train=True)
-      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], ys[t], outs[t])
+      y = ys if targets is None else targets
+      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t])
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
@@ -238,7 +246,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       z, _ = outputs(params, batch_stats, dx, train=False)
       return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0]))
 
-    return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None)
+    return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
+                   inputs=x, targets=tuple(ys))
 
   eval_batch = _eval_batch(cfg, mesh)
 
@@ -266,7 +275,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     return out
 
   return Problem(
-      num_tasks=num_tasks, task_names=tuple(data.task_names), variables=variables,
+      num_tasks=num_tasks, task_names=tuple(data.task_names),
+      spec=TaskSpec(tuple(data.task_names), kinds, outs, tuple(data.input_shape)),
+      variables=variables,
       init_heads=lambda key: init_heads(key, num_tasks, feat_dim, max(outs)),
       losses_at=losses_at, evaluate=evaluate,
       select=task_losses.default_select(kinds[0]))
@@ -275,7 +286,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
 def build_problem(cfg, data, backbone, dtype, keys: Keys, mesh=None) -> Problem:
   """`separate_tasks` for `MultiTaskData`, `shared_input` for `SharedInputData`.
 
-  ``mesh``: the data-parallel mesh (`aux_jax.train.sharding`), or None for the
+  ``mesh``: the data-parallel mesh (`aux_jax.sharding`), or None for the
   default device.
   """
   if isinstance(data, MultiTaskData):

@@ -1,6 +1,6 @@
 """Pretrain with auxiliary data, then fine-tune on the main task alone (ATTITTUD's protocol).
 
-Dery et al. (ICLR 2021, "Auxiliary Task Update Decomposition"; DESIGN 3.4) pretrain
+Dery et al. (ICLR 2021, "Auxiliary Task Update Decomposition") pretrain
 a model on the main and auxiliary tasks (ATTITTUD's decomposed auxiliary updates, or
 a baseline), early-stopping on the main task's monitor (dev) set, then fine-tune it on
 the main task alone with a small learning rate (Adam 5e-5).
@@ -10,17 +10,18 @@ the main task alone with a small learning rate (Adam 5e-5).
              for early stopping on the dev set, ``train.select`` its metric).
     phase 2  "finetune" (only when ``config.finetune.enabled``):
              `train_and_evaluate(cfg2, <workdir>/finetune)`; cfg2 = the config with
-             ``method.name = "sll"`` (no method kwargs), ``data.kwargs.primary_only
+             ``method.name = "stl"`` (no method kwargs), ``data.kwargs.primary_only
              = True`` (the loader leaves the auxiliary tasks out: T = 1),
-             ``train.init_from = <workdir>/pretrain`` (its best-on-dev checkpoint
+             ``train.init_from = <workdir>/pretrain`` (its best-on-dev model
              initialises the backbone, BatchNorm statistics and the main head), then
              every other entry of ``config.finetune`` merged over the section of
              the same name (e.g. ``finetune.optim = {name: adam, lr: 5e-5,
              num_steps: ...}``, ``finetune.train = {patience: ...}``).
 
-The result is the last phase's best-on-dev test metrics. With this one runner the rows
+The result is the last phase's summary (best-on-dev test metrics) with both phases'
+summaries under ``pretrain`` and ``finetune``. With this one runner the rows
 of ATTITTUD's comparison are config choices (see ``configs/attittud_cifar10.py``):
-primary only (``sll`` + ``primary_only``, no fine-tuning), multitask (``equal``, no
+single-task (``stl`` + ``primary_only``, no fine-tuning), multitask (``equal``, no
 fine-tuning), pretrain-then-finetune (``equal``, fine-tuning) and ATTITTUD
 (``attittud`` with ``lambdas``, fine-tuning).
 
@@ -77,7 +78,7 @@ def phase_configs(config: ml_collections.ConfigDict, workdir: str
     return phases
   second = _unlocked_copy(first)
   second.method = ml_collections.ConfigDict(
-      {"name": "sll", "partition": first.method.get("partition", "global"),
+      {"name": "stl", "partition": first.method.get("partition", "global"),
        "kwargs": ml_collections.ConfigDict()})
   if "kwargs" not in second.data:
     second.data.kwargs = ml_collections.ConfigDict()
@@ -107,21 +108,23 @@ def run_two_phase(config: ml_collections.ConfigDict, workdir: str,
     progress: receives the progress lines of both phases.
 
   Returns:
-    ``{"variant", "pretrain": summary, "finetune": summary or None, "final_phase",
-    "select", test_* metrics of the final phase}``, each summary the dict
-    `aux_jax.train.loop.train_and_evaluate` returns.
+    The final phase's summary (`aux_jax.train.loop.train_and_evaluate`) with
+    ``method`` = the config's ``variant`` (if set), ``final_phase``, and
+    ``pretrain`` / ``finetune``: each phase's summary (``finetune`` None if off).
   """
   os.makedirs(workdir, exist_ok=True)
-  result = {"variant": config.get("variant", None), "pretrain": None, "finetune": None}
+  phases = {"pretrain": None, "finetune": None}
   for name, cfg in phase_configs(config, workdir):
     progress(f"== phase {name}: method {cfg.method.name}, data {cfg.data.name} "
              f"{dict(cfg.data.get('kwargs', {}))}")
-    result[name] = loop.train_and_evaluate(
+    phases[name] = loop.train_and_evaluate(
         cfg, os.path.join(workdir, name), progress=lambda line, n=name: progress(f"[{n}] {line}"))
-    result["final_phase"] = name
-  last = result[result["final_phase"]]
-  result["select"] = last["select"]
-  result.update({k: v for k, v in last.items() if k.startswith("test_")})
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    final = name
+  result = {**phases[final], "final_phase": final, **phases}
+  if config.get("variant", ""):
+    result["method"] = config.variant
+  tmp = os.path.join(workdir, "summary.json.tmp")
+  with open(tmp, "w") as f:
     json.dump(result, f, indent=2)
+  os.replace(tmp, os.path.join(workdir, "summary.json"))
   return result

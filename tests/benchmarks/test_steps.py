@@ -15,7 +15,7 @@ def test_steps_benchmark_reports_every_phase():
   records = steps.run(batch=2, dev_batch=2, width=2, repeats=1, interval=2,
                       num_tasks=3, stage_sizes=(1, 1, 1, 1), print_fn=lines.append)
   phases = [r["phase"] for r in records]
-  assert phases == ["sll", "equal", "gcs", "maoal_lower", "maoal_upper",
+  assert phases == ["stl", "equal", "gcs", "maoal_lower", "maoal_upper",
                     "maoal_iteration", "auxl_lower", "auxl_upper"]
   assert len(lines) == len(records)
   equal = next(r for r in records if r["phase"] == "equal")

@@ -28,12 +28,12 @@ def test_parse_seeds():
 def test_accuracy_table_keeps_the_digits_format():
   runs = [{"method": m, "seed": s, "select": "accuracy", "test_accuracy": a,
            "wall_seconds": w}
-          for m, s, a, w in [("sll", 0, 0.9, 10.0), ("maoal", 0, 0.95, 40.0),
-                             ("sll", 1, 0.92, 14.0), ("maoal", 1, 0.96, 50.0)]]
+          for m, s, a, w in [("stl", 0, 0.9, 10.0), ("maoal", 0, 0.95, 40.0),
+                             ("stl", 1, 0.92, 14.0), ("maoal", 1, 0.96, 50.0)]]
   lines = C.table(C.summarize(runs)).splitlines()
   assert lines[0] == "| method | main-task test accuracy (%) | seeds | wall time per run (s) |"
-  # Percent, 2 decimals, population std (ddof=0): sll mean 91, std 1; maoal 95.5 ± 0.5.
-  assert lines[2] == "| sll | 91.00 ± 1.00 | 2 | 12 |"
+  # Percent, 2 decimals, population std (ddof=0): stl mean 91, std 1; maoal 95.5 ± 0.5.
+  assert lines[2] == "| stl | 91.00 ± 1.00 | 2 | 12 |"
   assert lines[3] == "| maoal | 95.50 ± 0.50 | 2 | 45 |"
 
 
@@ -54,11 +54,11 @@ def test_lower_is_better_metric_from_neg_select():
 def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
   workdir = str(tmp_path / "cmp")
   logs = []
-  payload = C.run_all(TOY, ["sll", "slgrad"], [0, 1], workdir, overrides=TINY, steps=3,
+  payload = C.run_all(TOY, ["stl", "slgrad"], [0, 1], workdir, overrides=TINY, steps=3,
                       log_fn=logs.append)
   runs = payload["runs"]
   assert [(r["method"], r["seed"]) for r in runs] == [
-      ("sll", 0), ("sll", 1), ("slgrad", 0), ("slgrad", 1)]
+      ("stl", 0), ("stl", 1), ("slgrad", 0), ("slgrad", 1)]
   for r in runs:
     with open(os.path.join(r["workdir"], "test_metrics.json")) as f:
       tm = json.load(f)
@@ -85,7 +85,7 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
 
   # The launcher with --config.x=y overrides finds the same configs: every run is reused.
   cmd = [sys.executable, "-m", "experiments.compare", f"--config={TOY}", "--seeds=0,1",
-         "--methods=sll,slgrad", "--steps=3", f"--workdir={workdir}"]
+         "--methods=stl,slgrad", "--steps=3", f"--workdir={workdir}"]
   cmd += [f"--config.{k}={v}" for k, v in TINY.items()]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]

@@ -76,7 +76,7 @@ def _wsum(gs, w):
 def test_sll_equal_unif():
   params, losses, mean_loss = _tiny()
   gs = _task_grads(params, mean_loss)
-  _close(_direction("sll", params, losses)[0], gs[0])
+  _close(_direction("stl", params, losses)[0], gs[0])
   _close(_direction("equal", params, losses)[0], _wsum(gs, [1.0] * T))
   _close(_direction("unif", params, losses)[0], _wsum(gs, [1.0 / T] * T))
 

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aux_jax.models import SmallCNN, masked_cross_entropy, multitask_features, single_features
+from aux_jax.losses import masked_cross_entropy
+from aux_jax.models import SmallCNN, multitask_features, single_features
 
 T, B = 3, 4
 MODEL = SmallCNN(width=3, features=5)

@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from aux_jax.data import get_dataset
 from aux_jax.methods import METHODS
-from aux_jax.train import sharding
+from aux_jax import sharding
 from aux_jax.train.experiment import build_experiment
 from aux_jax.train.loop import load_metrics, train_and_evaluate
 from configs import maoal_digits, slgrad_toy
@@ -123,7 +123,7 @@ def test_step_on_8_devices_matches_1_device(digits, method):
 def test_batch_norm_statistics_are_over_the_global_batch(digits):
   """Running statistics after one step: per-device statistics would differ."""
   _, runs = digits
-  s8, s1, s0 = runs[N][1]["sll"], runs[1][1]["sll"], runs[1][0]["sll"]
+  s8, s1, s0 = runs[N][1]["stl"], runs[1][1]["stl"], runs[1][0]["stl"]
   assert _float_leaves(s1.batch_stats)
   for a, b, before in zip(_float_leaves(s8.batch_stats), _float_leaves(s1.batch_stats),
                           _float_leaves(s0.batch_stats)):
@@ -146,7 +146,7 @@ def test_state_is_replicated_on_every_device(digits, toy):
 
 @pytest.mark.parametrize("case", ["separate_tasks", "shared_input"])
 def test_training_batch_is_split_over_the_data_axis(digits, toy, case):
-  exp = digits[0][N]["sll"] if case == "separate_tasks" else toy[0][N]
+  exp = digits[0][N]["stl"] if case == "separate_tasks" else toy[0][N]
   state = exp.init()
   losses = jax.jit(lambda s: exp.losses_at(s, s.step).per_sample(s.params)[0])(state)
   t, b = exp.problem.num_tasks, exp.config.data.batch_size
@@ -158,8 +158,8 @@ def test_training_batch_is_split_over_the_data_axis(digits, toy, case):
 
 def test_evaluation_on_8_devices_matches_1_device(digits):
   exps, runs = digits
-  m8 = exps[N]["sll"].evaluate(runs[N][1]["sll"], "test")
-  m1 = exps[1]["sll"].evaluate(runs[1][1]["sll"], "test")
+  m8 = exps[N]["stl"].evaluate(runs[N][1]["stl"], "test")
+  m1 = exps[1]["stl"].evaluate(runs[1][1]["stl"], "test")
   assert m8 == pytest.approx(m1, rel=1e-5)
 
 
@@ -179,7 +179,7 @@ def test_data_parallel_size():
 
 
 def test_explicit_device_count_must_divide_the_batch():
-  c = _digits_config("sll", N)
+  c = _digits_config("stl", N)
   c.data.batch_size = 12
   with pytest.raises(ValueError, match="data.batch_size=12 is not divisible by the 8"):
     build_experiment(c, _digits())
@@ -187,7 +187,7 @@ def test_explicit_device_count_must_divide_the_batch():
 
 def test_training_loop_on_8_devices_resumes_to_the_same_result(digits, tmp_path):
   """Evaluation, orbax checkpoints of the replicated state, and resuming, on 8 devices."""
-  exp = digits[0][N]["sll"]
+  exp = digits[0][N]["stl"]
 
   def config(steps):
     c = ml_collections.ConfigDict(exp.config.to_dict())
@@ -209,7 +209,7 @@ def test_training_loop_on_8_devices_resumes_to_the_same_result(digits, tmp_path)
 
 
 def test_default_mesh_on_cpu_is_one_device():
-  c = _digits_config("sll", None)
+  c = _digits_config("stl", None)
   del c.mesh
   assert build_experiment(c, _digits()).mesh.size == 1
 

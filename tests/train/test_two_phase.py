@@ -15,7 +15,7 @@ from configs import attittud_chexpert, attittud_cifar10
 
 # variant -> (phase-1 method, λ, primary_only, phases)
 ROWS = {
-    "primary_only": ("sll", None, True, 1),
+    "primary_only": ("stl", None, True, 1),
     "pretrain_finetune": ("equal", None, False, 2),
     "multitask": ("equal", None, False, 1),
     "attittud_100": ("attittud", (1.0, 0.0, 0.0), False, 2),
@@ -40,7 +40,7 @@ def test_each_table_row_is_a_config_choice(module, variant, tmp_path):
   assert first.optim.lr == (1e-4 if method == "attittud" else 1e-3)
   if n_phases == 2:
     second = phases[1][1]
-    assert second.method.name == "sll" and dict(second.method.kwargs) == {}
+    assert second.method.name == "stl" and dict(second.method.kwargs) == {}
     assert second.data.kwargs.primary_only is True
     assert second.train.init_from == os.path.join(str(tmp_path), "pretrain")
     assert (second.optim.name, second.optim.lr) == ("adam", 5e-5)
@@ -111,7 +111,7 @@ def test_both_phases_end_to_end(tmp_path, monkeypatch):
   assert result["variant"] == "attittud_11m1" and result["final_phase"] == "finetune"
   pre, fine = result["pretrain"], result["finetune"]
   assert (pre["method"], pre["task_names"]) == ("attittud", ["main", "aux"])
-  assert (fine["method"], fine["task_names"]) == ("sll", ["main"])
+  assert (fine["method"], fine["task_names"]) == ("stl", ["main"])
   assert result["test_accuracy"] == fine["test_accuracy"]
   assert any(l.startswith("[finetune] initialised from") for l in lines)
 

@@ -1,0 +1,187 @@
+"""The config sections every experiment shares, with their defaults.
+
+Each experiment config (``configs/<name>.py``, ``get_config(variant)``) builds its
+ConfigDict from these sections and sets what is its own. A field exists in every
+config that has its section, so a command-line override such as
+``--config.train.patience=5`` works on every experiment.
+
+Sections:
+
+* ``seed``, ``runner`` (``train`` | ``aang`` | ``two_phase``: what `aux_jax.train.run`
+  builds from the config), ``mesh`` (data parallelism, `aux_jax.sharding`).
+* ``data``: the loader (``name``, ``kwargs``) and the batch sizes.
+* ``model``: the backbone (``name``, ``dtype``, ``kwargs``).
+* ``method``: the weighting (``name`` in `aux_jax.methods.METHODS`, ``partition``,
+  ``kwargs``).
+* ``optim``: the lower level (θ's optimizer, schedule, step count).
+* ``hyper``: the upper level of learnable methods: every ``interval`` steps a
+  hypergradient from ``solver`` (`aux_jax.hypergrad.SOLVERS`), called with its own
+  keyword arguments ``solver_kwargs.<solver>`` (so ``--config.hyper.solver=cg``
+  needs nothing else, and ``--config.hyper.solver_kwargs.neumann.step=1.0`` sets α),
+  then clip to ``max_norm`` and φ's optimizer.
+* ``train``: the loop (`aux_jax.train.loop`): logging, evaluation, checkpoints,
+  selection, early stopping.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+STL = "stl"  # the single-task baseline (main-task loss only), in every experiment
+
+
+def base(runner: str = "train") -> ml_collections.ConfigDict:
+  """``seed``, ``runner`` and ``mesh``."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.runner = runner
+  # Data parallel over a mesh of devices (aux_jax.sharding): None = every accelerator
+  # (one device on CPU); the batch must divide over them.
+  c.mesh = ml_collections.ConfigDict({"num_devices": config_dict.placeholder(int)})
+  return c
+
+
+def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: int = 500,
+         augment: bool = False, crop_pad: int = 0,
+         **kwargs) -> ml_collections.ConfigDict:
+  """The ``data`` section: loader ``name`` called with ``kwargs`` (`aux_jax.data`).
+
+  ``batch_size`` is per task for data whose tasks have their own images, per step
+  otherwise; ``dev_batch_size`` is the dev batch of the upper level and of the
+  methods that read the dev loss.
+  """
+  return ml_collections.ConfigDict({
+      "name": name, "kwargs": ml_collections.ConfigDict(kwargs),
+      "batch_size": batch_size, "dev_batch_size": dev_batch_size,
+      "eval_batch_size": eval_batch_size, "augment": augment, "crop_pad": crop_pad})
+
+
+def model(name: str, dtype: str = "float32", **kwargs) -> ml_collections.ConfigDict:
+  """The ``model`` section: backbone ``name`` (`aux_jax.models`), compute ``dtype``
+  (``float32`` or ``bfloat16``; parameters stay float32)."""
+  return ml_collections.ConfigDict({"name": name, "dtype": dtype,
+                                    "kwargs": ml_collections.ConfigDict(kwargs)})
+
+
+def method(name: str, partition: str = "global", **kwargs) -> ml_collections.ConfigDict:
+  """The ``method`` section: weighting ``name``, module ``partition`` of the shared
+  parameters (``global`` | ``module_wise`` | ``param_wise``), the method's options."""
+  return ml_collections.ConfigDict({"name": name, "partition": partition,
+                                    "kwargs": ml_collections.ConfigDict(kwargs)})
+
+
+def optim(name: str = "sgd", *, lr: float, num_steps: int, momentum: float = 0.9,
+          weight_decay: float = 0.0, schedule: str = "constant",
+          clip_norm: float = 0.0, **extra) -> ml_collections.ConfigDict:
+  """The ``optim`` section (`aux_jax.train.optimizers.lower_optimizer`): ``sgd`` or
+  ``adam``; ``schedule`` ``constant`` | ``cosine`` | ``step`` (``decay_every``,
+  ``decay_factor``); PyTorch-style ``weight_decay``; ``clip_norm`` (0: none)."""
+  return ml_collections.ConfigDict({
+      "name": name, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+      "schedule": schedule, "clip_norm": clip_norm, "num_steps": num_steps, **extra})
+
+
+def solver_kwargs(*, steps: int = 3, step: float = 1e-4, scale_by_step: bool = False,
+                  maxiter: int = 50, tol: float = 1e-5) -> ml_collections.ConfigDict:
+  """``hyper.solver_kwargs``: each solver's own keyword arguments.
+
+  ``neumann`` (`aux_jax.hypergrad.neumann`): ``steps`` terms after the first, step α,
+  and whether the sum is multiplied by α (False: the original AuxiLearn/MAOAL
+  convention). ``cg`` (`aux_jax.hypergrad.conjugate_gradient`): ``maxiter``, ``tol``.
+  ``exact``: none.
+  """
+  return ml_collections.ConfigDict({
+      "neumann": {"steps": steps, "step": step, "scale_by_step": scale_by_step},
+      "cg": {"maxiter": maxiter, "tol": tol},
+      "exact": {}})
+
+
+def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
+          scale_by_step: bool = False, optimizer: str = "adam", lr: float = 0.01,
+          momentum: float = 0.9, weight_decay: float = 0.0,
+          max_norm: float = 10.0) -> ml_collections.ConfigDict:
+  """The ``hyper`` section: the upper level of learnable methods (unused otherwise);
+  ``step`` and ``scale_by_step`` are the Neumann series' (see `solver_kwargs`)."""
+  return ml_collections.ConfigDict({
+      "interval": interval, "solver": solver,
+      "solver_kwargs": solver_kwargs(step=step, scale_by_step=scale_by_step),
+      "optimizer": optimizer, "lr": lr, "momentum": momentum,
+      "weight_decay": weight_decay, "max_norm": max_norm})
+
+
+def train(*, log_every: int, eval_every: int, checkpoint_every: int,
+          keep_checkpoints: int = 2, select: str = "", patience: int = 0,
+          init_from: str = "") -> ml_collections.ConfigDict:
+  """The ``train`` section (`aux_jax.train.loop`).
+
+  ``select``: the dev metric for model selection, higher is better ("" = the
+  experiment's own: accuracy, neg_mse, miou, macro_f1, ...); ``patience``: stop after
+  this many evaluations without improvement (0: never); ``init_from``: a finished
+  run's workdir whose best-on-dev model initialises this one.
+  """
+  return ml_collections.ConfigDict({
+      "log_every": log_every, "eval_every": eval_every,
+      "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,
+      "select": select, "patience": patience, "init_from": init_from})
+
+
+def auxl_baseline(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """AuxL as the MAOAL paper runs it: AuxiLearn's nonlinear monotone combiner
+  T→5→5→1 over the batch-mean losses, SGD 1e-3 on φ, Neumann α 1e-4 (no prefactor)."""
+  c.method.kwargs = ml_collections.ConfigDict(
+      {"net": "nonlinear", "hidden": (5, 5), "monotone": True})
+  c.hyper.optimizer = "sgd"
+  c.hyper.lr = 1e-3
+  c.hyper.solver_kwargs.neumann.step = 1e-4
+  c.hyper.weight_decay = 0.0
+  return c
+
+
+# ATTITTUD's comparison (Dery et al., ICLR 2021), shared by its experiments
+# (configs/attittud_*.py): variant -> (phase-1 method, λ = (λ⊥, λ+, λ−) or None,
+# main task only, fine-tune after pretraining).
+ATTITTUD_VARIANTS = {
+    STL: (STL, None, True, False),
+    "pretrain_finetune": ("equal", None, False, True),
+    "multitask": ("equal", None, False, False),
+    "attittud_100": ("attittud", (1.0, 0.0, 0.0), False, True),
+    "attittud_11m1": ("attittud", (1.0, 1.0, -1.0), False, True),
+}
+
+
+def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
+                      baseline_lr: float = 1e-3, attittud_lr: float = 1e-4,
+                      finetune_lr: float = 5e-5, finetune_steps: int = 5_000
+                      ) -> ml_collections.ConfigDict:
+  """Sets the method, data and fine-tuning fields of an ATTITTUD ``variant`` (a key of
+  `ATTITTUD_VARIANTS`) on a two-phase config (runner ``two_phase``).
+
+  The original's hyper-parameters (its CheXpert command): Adam, lr 1e-3 for the
+  baselines and 1e-4 for ATTITTUD, fine-tuning Adam 5e-5, clip 1, patience 10; basis
+  k = 10 from ``batch`` main-task examples, rebuilt every 10 steps.
+  """
+  if variant not in ATTITTUD_VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; expected one of "
+                     f"{tuple(ATTITTUD_VARIANTS)}")
+  name, lambdas, primary_only, finetune = ATTITTUD_VARIANTS[variant]
+  c.runner = "two_phase"
+  c.variant = variant
+  c.method = method(name, partition="global")  # the basis spans the whole backbone
+  if name == "attittud":
+    c.method.kwargs = ml_collections.ConfigDict({
+        "num_basis": 10,      # k
+        "nsamples": batch,    # main-task examples of the range finder (pca_nsamples)
+        "pca_every": 10,      # steps between basis rebuilds
+        "power_iters": 0,     # randomized subspace iterations (0: the original)
+        "lambdas": lambdas,   # (λ⊥, λ+, λ−), the original's proj_lambda
+    })
+  c.optim.lr = attittud_lr if name == "attittud" else baseline_lr
+  c.data.kwargs.primary_only = primary_only
+  # Phase 2: merged over phase 1's config, with method stl and primary_only data.
+  c.finetune = ml_collections.ConfigDict({
+      "enabled": finetune,
+      "optim": {"name": "adam", "lr": finetune_lr, "schedule": "constant",
+                "weight_decay": 0.0, "num_steps": finetune_steps},
+      "train": {"eval_every": 50, "patience": 10, "checkpoint_every": 1_000}})
+  return c

@@ -51,6 +51,11 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
   otherwise; ``dev_batch_size`` is the dev batch of the upper level and of the
   methods that read the dev loss.
   """
+  # A None default must stay overridable from the command line (ml_collections cannot
+  # override a None field): paths (``root``, ``*_dir``) become str placeholders, any
+  # other None (a size limit such as ``max_train``) an int placeholder.
+  kwargs = {k: (v if v is not None else config_dict.placeholder(
+      str if k == "root" or k.endswith("_dir") else int)) for k, v in kwargs.items()}
   return ml_collections.ConfigDict({
       "name": name, "kwargs": ml_collections.ConfigDict(kwargs),
       "batch_size": batch_size, "dev_batch_size": dev_batch_size,

@@ -118,8 +118,8 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  # Progress lines are printed; keep the libraries' (orbax's) info logs out of them.
-  logging.set_verbosity(logging.WARNING)
+  # Progress lines are printed; keep the libraries' (orbax, tfds) logs out of them.
+  logging.set_verbosity(logging.ERROR)
   try:
     settings = distributed_settings(os.environ, _COORDINATOR.value, _NUM_PROCESSES.value,
                                     _PROCESS_ID.value, _DISTRIBUTED.value)

@@ -53,6 +53,7 @@ def load_digits_multitask(
     n_aux_parity: int = 250,
     n_aux_ge5: int = 250,
     n_aux_random: int = 250,
+    primary_only: bool = False,
 ) -> MultiTaskData:
   """Loads the digits multi-task problem (see the module docstring for the tasks).
 
@@ -65,6 +66,9 @@ def load_digits_multitask(
     n_aux_parity: images of `aux_parity`.
     n_aux_ge5: images of `aux_ge5`.
     n_aux_random: images of `aux_random`.
+    primary_only: keep the main task only (T = 1; e.g. a fine-tuning phase, or a
+      generated auxiliary task). The split, the labels and the normalisation are the
+      same as with every task.
 
   Returns:
     A validated `MultiTaskData` with 5 tasks of `u8[·, 8, 8, 1]` images.
@@ -105,18 +109,23 @@ def load_digits_multitask(
       (digits[aux_ge5] >= 5).astype(np.int32),
       random_labels,
   ]
-  train_x, train_y, counts = pad_tasks([images[r] for r in task_rows], task_labels)
   mean, std = channel_stats(np.concatenate([images[r] for r in task_rows]))
+  names = TASK_NAMES
+  num_classes = np.array(_NUM_CLASSES, np.int32)
+  if primary_only:
+    task_rows, task_labels, names, num_classes = (
+        task_rows[:1], task_labels[:1], TASK_NAMES[:1], num_classes[:1])
+  train_x, train_y, counts = pad_tasks([images[r] for r in task_rows], task_labels)
   return MultiTaskData(
       train_images=train_x,
       train_labels=train_y,
       train_counts=counts,
-      num_classes=np.array(_NUM_CLASSES, np.int32),
+      num_classes=num_classes,
       dev_images=images[dev],
       dev_labels=digits[dev],
       test_images=images[test],
       test_labels=digits[test],
-      task_names=TASK_NAMES,
+      task_names=names,
       mean=mean,
       std=std,
   ).validate()

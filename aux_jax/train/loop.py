@@ -137,16 +137,23 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   return registry.lookup(EXPERIMENTS, runner, "runner for the loop")(config)
 
 
-def _failpoint(name: str, step: int) -> None:
-  """Kills this process with SIGKILL when ``$AUX_JAX_FAILPOINT`` is ``name@step``.
+def _failpoint(name: str, step: int, workdir: str) -> None:
+  """Kills this process with SIGKILL when ``$AUX_JAX_FAILPOINT`` names this point.
 
   A testing hook for preemption: the kill tests start the launcher with, e.g.,
   ``AUX_JAX_FAILPOINT=after_best@40`` and check that rerunning it ends as an
-  uninterrupted run does. Points: ``after_best`` (a new best-on-dev model was just
-  recorded, before its checkpoint), ``mid_checkpoint`` (a checkpoint save was started
-  and is not yet finalised).
+  uninterrupted run does. ``name@step`` matches in any run, ``name@step@dir`` only in
+  a run whose workdir's last component is ``dir`` (e.g. ``finetune``, a phase of a
+  two-phase run). Points: ``after_best`` (a new best-on-dev model was just recorded,
+  before its checkpoint), ``mid_checkpoint`` (a checkpoint save was started and is not
+  yet finalised).
   """
-  if os.environ.get(FAILPOINT_ENV) == f"{name}@{step}":
+  spec = os.environ.get(FAILPOINT_ENV, "")
+  if not spec:
+    return
+  parts = spec.split("@")
+  if (parts[0] == name and parts[1:2] == [str(step)]
+      and (len(parts) < 3 or os.path.basename(os.path.normpath(workdir)) == parts[2])):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -346,7 +353,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               best=jax.tree.map(jnp.copy, exp.model(state)),
               best_dev=jnp.float32(dev[dev_key]), best_step=jnp.int32(done),
               stale=jnp.zeros((), jnp.int32)), exp.mesh)
-          _failpoint("after_best", done)
+          _failpoint("after_best", done, workdir)
         else:
           loop = loop._replace(stale=loop.stale + 1)
         rate = (done - start) / max(time.time() - t0, 1e-9)
@@ -367,7 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         # Multi-host orbax saves global arrays only: replicate what the loop edited.
         ckpts.save(done, args=ocp.args.StandardSave(sharding.replicate(loop, exp.mesh)),
                    force=True)
-        _failpoint("mid_checkpoint", done)
+        _failpoint("mid_checkpoint", done, workdir)
   ckpts.wait_until_finished()
   ckpts.close()
 

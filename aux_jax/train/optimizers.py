@@ -49,8 +49,16 @@ def solver_kwargs(cfg) -> dict:
   ``cfg.solver_kwargs[cfg.solver]``, checked against what the solver takes.
 
   Raises:
-    ValueError: an unknown solver or an argument it does not take.
+    ValueError: an unknown solver, an argument it does not take, or a solver option
+      at its old place (``hyper.step``, ``hyper.neumann_steps``, ...).
   """
+  moved = {"step": "neumann.step", "neumann_steps": "neumann.steps",
+           "scale_by_step": "neumann.scale_by_step", "maxiter": "cg.maxiter",
+           "tol": "cg.tol"}
+  old = [k for k in moved if k in cfg]
+  if old:
+    raise ValueError("solver options live in hyper.solver_kwargs.<solver> now: " + ", ".join(
+        f"hyper.{k} -> hyper.solver_kwargs.{moved[k]}" for k in old))
   hypergrad.get_solver(cfg.solver)
   section = cfg.get("solver_kwargs", {}).get(cfg.solver, {})
   kwargs = section.to_dict() if hasattr(section, "to_dict") else dict(section)

@@ -25,16 +25,19 @@ def test_parse_seeds():
       C.parse_seeds(bad)
 
 
-def test_accuracy_table_keeps_the_digits_format():
-  runs = [{"method": m, "seed": s, "select": "accuracy", "test_accuracy": a,
-           "wall_seconds": w}
-          for m, s, a, w in [("stl", 0, 0.9, 10.0), ("maoal", 0, 0.95, 40.0),
-                             ("stl", 1, 0.92, 14.0), ("maoal", 1, 0.96, 50.0)]]
+def test_accuracy_table_mean_sample_std_ci_and_dev():
+  runs = [{"variant": m, "seed": s, "select": "accuracy", "test_accuracy": a,
+           "best_dev_accuracy": d, "wall_seconds": w}
+          for m, s, a, d, w in [("stl", 0, 0.9, 0.8, 10.0), ("maoal", 0, 0.95, 0.9, 40.0),
+                                ("stl", 1, 0.92, 0.84, 14.0), ("maoal", 1, 0.96, 0.9, 50.0)]]
   lines = C.table(C.summarize(runs)).splitlines()
-  assert lines[0] == "| method | main-task test accuracy (%) | seeds | wall time per run (s) |"
-  # Percent, 2 decimals, population std (ddof=0): stl mean 91, std 1; maoal 95.5 ± 0.5.
-  assert lines[2] == "| stl | 91.00 ± 1.00 | 2 | 12 |"
-  assert lines[3] == "| maoal | 95.50 ± 0.50 | 2 | 45 |"
+  assert lines[0].startswith("| variant | main-task test accuracy (%), mean ± std |")
+  # Percent, 2 decimals, sample std (ddof=1): stl 91 ± 1.41; CI half-width
+  # t_{0.975,1} · s / √2 with t_{0.975,1} = 12.706 (printed tables).
+  s = np.std([90.0, 92.0], ddof=1)
+  assert lines[2] == (f"| stl | 91.00 ± {s:.2f} | {12.7062 * s / np.sqrt(2):.2f} | "
+                      f"82.00 ± {np.std([80.0, 84.0], ddof=1):.2f} | 2 | 12 |")
+  assert lines[3].startswith("| maoal | 95.50 ± ")
 
 
 def test_lower_is_better_metric_from_neg_select():
@@ -43,12 +46,15 @@ def test_lower_is_better_metric_from_neg_select():
   assert "MSE (lower is better)" in spec["label"]
   assert C.metric_spec("miou")["key"] == "test_miou"
   assert not C.metric_spec("miou")["lower_is_better"]
-  runs = [{"method": "a", "select": "neg_mse", "test_mse": v, "wall_seconds": 1.0}
-          for v in (0.01, 0.03)]
-  assert C.table(C.summarize(runs)).splitlines()[2] == "| a | 0.0200 ± 0.0100 | 2 | 1 |"
+  runs = [{"variant": "a", "select": "neg_mse", "test_mse": v, "best_dev_neg_mse": -v,
+           "wall_seconds": 1.0} for v in (0.01, 0.03)]
+  row = C.table(C.summarize(runs)).splitlines()[2]
+  # The dev value (selected as −MSE) is shown as a positive MSE.
+  assert row.startswith(f"| a | 0.0200 ± {np.std([0.01, 0.03], ddof=1):.4f} | ")
+  assert row.split("|")[4].strip().startswith("0.0200 ± ")
   with pytest.raises(ValueError, match="different dev metrics"):
-    C.summarize(runs + [{"method": "b", "select": "accuracy", "test_accuracy": 0.5,
-                         "wall_seconds": 1.0}])
+    C.summarize(runs + [{"variant": "b", "select": "accuracy", "test_accuracy": 0.5,
+                         "best_dev_accuracy": 0.5, "wall_seconds": 1.0}])
 
 
 def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
@@ -57,7 +63,7 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
   payload = C.run_all(TOY, ["stl", "slgrad"], [0, 1], workdir, overrides=TINY, steps=3,
                       log_fn=logs.append)
   runs = payload["runs"]
-  assert [(r["method"], r["seed"]) for r in runs] == [
+  assert [(r["variant"], r["seed"]) for r in runs] == [
       ("stl", 0), ("stl", 1), ("slgrad", 0), ("slgrad", 1)]
   for r in runs:
     with open(os.path.join(r["workdir"], "test_metrics.json")) as f:
@@ -69,13 +75,14 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
     assert cfg["data"]["kwargs"]["num_samples"] == 100   # the overrides reached the run
     assert cfg["data"]["kwargs"]["main_noise"] == 0.2
     assert r["test_mse"] == tm["test_mse"]
-  row = payload["summary"]["methods"]["slgrad"]
-  mses = [r["test_mse"] for r in runs if r["method"] == "slgrad"]
-  assert row["mean"] == pytest.approx(np.mean(mses)) and row["std"] == pytest.approx(np.std(mses))
+  row = payload["summary"]["variants"]["slgrad"]
+  mses = [r["test_mse"] for r in runs if r["variant"] == "slgrad"]
+  assert row["mean"] == pytest.approx(np.mean(mses))
+  assert row["std"] == pytest.approx(np.std(mses, ddof=1))
   assert runs[0]["test_mse"] != runs[1]["test_mse"]   # the seed reached the run
   lines = payload["table"].splitlines()
   assert "test MSE (lower is better)" in lines[0]
-  assert lines[3].startswith(f"| slgrad | {np.mean(mses):.4f} ± {np.std(mses):.4f} | 2 |")
+  assert lines[3].startswith(f"| slgrad | {np.mean(mses):.4f} ± {np.std(mses, ddof=1):.4f} | ")
   with open(os.path.join(workdir, "compare.md")) as f:
     assert f.read() == payload["table"] + "\n"
   with open(os.path.join(workdir, "compare.json")) as f:
@@ -85,7 +92,7 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
 
   # The launcher with --config.x=y overrides finds the same configs: every run is reused.
   cmd = [sys.executable, "-m", "experiments.compare", f"--config={TOY}", "--seeds=0,1",
-         "--methods=stl,slgrad", "--steps=3", f"--workdir={workdir}"]
+         "--variants=stl,slgrad", "--steps=3", f"--workdir={workdir}"]
   cmd += [f"--config.{k}={v}" for k, v in TINY.items()]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]

@@ -1,36 +1,54 @@
-"""experiments/train.py dispatches AANG configs to run_aang and writes the workdir."""
+"""experiments/train.py: configuration and data errors end with one line on stderr and
+exit status 2 (a traceback only with --verbose)."""
 
-import json
 import os
-import random
+import subprocess
+import sys
 
-from configs import aang_citation_intent
-from aux_jax.aang.experiment import run_aang_experiment
-
-
-def _write_keyword_data(root):
-  rng = random.Random(0)
-  for split, n in (("train", 48), ("dev", 16), ("test", 16)):
-    with open(os.path.join(root, f"{split}.jsonl"), "w") as f:
-      for _ in range(n):
-        label = rng.choice(["Uses", "Background"])
-        word = "good" if label == "Uses" else "bad"
-        f.write(json.dumps({"text": f"we use {word} tools {rng.random():.2f}",
-                            "label": label}) + "\n")
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DIGITS = "--config=configs/maoal_digits.py"
 
 
-def test_aang_config_runs_from_the_launcher(tmp_path):
-  data = tmp_path / "data"
-  data.mkdir()
-  _write_keyword_data(data)
-  c = aang_citation_intent.get_config("supervised")
-  c.data_dir = str(data)
-  c.aang.update(num_steps=30, eval_every=10, max_len=32, width=16, mlp_dim=32,
-                num_heads=2, depth=1, batch_size=8, learning_rate=1e-2)
-  summary = run_aang_experiment(c, str(tmp_path / "wd"))
-  with open(tmp_path / "wd" / "results.json") as f:
-    results = json.load(f)
-  assert results["best_dev_f1"] == summary["best_dev_f1"]
-  assert summary["best_dev_f1"] > 0.6  # a keyword decides the label; chance ≈ 0.5
-  with open(tmp_path / "wd" / "config.json") as f:
-    assert json.load(f)["aang"]["method"] == "supervised"
+def _cases(tmp):
+  empty = os.path.join(tmp, "empty")
+  os.makedirs(empty, exist_ok=True)
+  return {
+      "unknown method": ([DIGITS, "--config.method.name=nope"], "nope"),
+      "unknown solver": ([DIGITS, "--config.hyper.solver=nope"], "nope"),
+      "unknown partition": ([DIGITS, "--config.method.partition=nope"], "nope"),
+      "unknown runner": ([DIGITS, "--config.runner=nope"], "nope"),
+      "wrong override type": ([DIGITS, "--config.optim.num_steps=many"], "num_steps"),
+      "missing data directory": (["--config=configs/auxilearn_nyuv2.py",
+                                  f"--config.data.kwargs.root={tmp}/missing"], "missing"),
+      "unprepared dataset": (["--config=configs/maoal_cifar100_20.py",
+                              f"--config.data.kwargs.data_dir={empty}"], "prepare"),
+  }
+
+
+def test_every_user_error_is_one_line_and_status_2(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  cases = _cases(str(tmp_path))
+  procs = {  # all at once: each is mostly interpreter and JAX start-up
+      name: subprocess.Popen(
+          [sys.executable, "-m", "experiments.train", *args,
+           f"--workdir={tmp_path / name.replace(' ', '_')}"],
+          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for name, (args, _) in cases.items()}
+  for name, proc in procs.items():
+    out, err = proc.communicate(timeout=300)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert proc.returncode == 2, (name, err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
+    assert cases[name][1] in lines[0], (name, lines[0])
+    assert lines[0].endswith("(--verbose for the traceback)")
+    assert "Traceback" not in out + err
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.train", DIGITS, "--config.method.name=nope",
+       f"--workdir={tmp_path}", "--verbose"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2
+  assert "Traceback (most recent call last)" in out.stderr
+  assert out.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -1,5 +1,5 @@
 """The training loop on the embedded default: workdir contents, model selection on dev,
-learned weights (harmful < helpful), and resuming a killed run to the same result."""
+learned weights (harmful < helpful). Killed runs: tests/train/test_preemption.py."""
 
 import json
 import os
@@ -74,28 +74,3 @@ def test_maoal_learns_lower_weight_for_the_harmful_task(full_run, experiment):
   helpful = omega[names.index("aux_digit")].mean()
   harmful = omega[names.index("aux_random")].mean()
   assert harmful < helpful - 0.05, (names, omega)
-
-
-def test_killed_run_resumes_to_the_same_result(full_run, experiment, tmp_path):
-  workdir_full, summary_full, _ = full_run
-  workdir = str(tmp_path)
-  calls = 0
-
-  def dies_at_step_50(state):
-    nonlocal calls
-    calls += 1
-    if calls > 50:
-      raise KeyboardInterrupt("killed")
-    return experiment.lower_step(state)
-
-  with pytest.raises(KeyboardInterrupt):
-    train_and_evaluate(_config(), workdir, progress=lambda _: None,
-                       experiment=experiment._replace(lower_step=dies_at_step_50))
-  lines = []
-  summary = train_and_evaluate(_config(), workdir, experiment=experiment,
-                               progress=lines.append)
-  assert lines[0] == "resumed from step 40"
-  for key in ("test_accuracy", "test_loss", "best_step", "best_dev_accuracy",
-              "final_test_accuracy", "hypergrad_applied"):
-    assert summary[key] == summary_full[key], key
-  assert load_metrics(workdir) == load_metrics(workdir_full)

@@ -9,13 +9,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from aux_jax.data.multitask import MultiTaskData, pad_tasks
-from aux_jax.train import loop
+from aux_jax.train import experiment
 from aux_jax.train.two_phase import phase_configs, run_two_phase
 from configs import attittud_chexpert, attittud_cifar10
 
 # variant -> (phase-1 method, λ, primary_only, phases)
 ROWS = {
-    "primary_only": ("stl", None, True, 1),
+    "stl": ("stl", None, True, 1),
     "pretrain_finetune": ("equal", None, False, 2),
     "multitask": ("equal", None, False, 1),
     "attittud_100": ("attittud", (1.0, 0.0, 0.0), False, 2),
@@ -88,7 +88,7 @@ def test_both_phases_end_to_end(tmp_path, monkeypatch):
     calls.append((name, kwargs))
     return _fake_data(**kwargs)
 
-  monkeypatch.setattr(loop, "get_dataset", get_dataset)
+  monkeypatch.setattr(experiment, "get_dataset", get_dataset)
   c = attittud_cifar10.get_config("attittud_11m1")
   c.model.name = "small_cnn"
   c.model.kwargs = {"width": 2, "features": 4}
@@ -108,7 +108,7 @@ def test_both_phases_end_to_end(tmp_path, monkeypatch):
   with open(os.path.join(workdir, "summary.json")) as f:
     saved = json.load(f)
   assert saved == json.loads(json.dumps(result))
-  assert result["variant"] == "attittud_11m1" and result["final_phase"] == "finetune"
+  assert result["method"] == "attittud_11m1" and result["final_phase"] == "finetune"
   pre, fine = result["pretrain"], result["finetune"]
   assert (pre["method"], pre["task_names"]) == ("attittud", ["main", "aux"])
   assert (fine["method"], fine["task_names"]) == ("stl", ["main"])
@@ -116,7 +116,7 @@ def test_both_phases_end_to_end(tmp_path, monkeypatch):
   assert any(l.startswith("[finetune] initialised from") for l in lines)
 
   best = _raw_checkpoint(os.path.join(workdir, "pretrain", "best"))
-  final = _raw_checkpoint(os.path.join(workdir, "finetune", "checkpoints"))
+  final = _raw_checkpoint(os.path.join(workdir, "finetune", "checkpoints"))["state"]
   for a, b in zip(*(jax_leaves(s["params"]["backbone"]) for s in (best, final))):
     np.testing.assert_array_equal(a, b)
   for name in ("kernel", "bias"):

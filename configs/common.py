@@ -49,7 +49,7 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
 
   ``batch_size`` is per task for data whose tasks have their own images, per step
   otherwise; ``dev_batch_size`` is the dev batch of the upper level and of the
-  methods that read the dev loss.
+  methods that read the dev loss (0: the whole dev split every step).
   """
   return ml_collections.ConfigDict({
       "name": name, "kwargs": ml_collections.ConfigDict(kwargs),

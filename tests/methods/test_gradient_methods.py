@@ -222,10 +222,52 @@ def test_slgrad_direction_is_the_alignment_weighted_per_sample_gradient():
 
   method = get_method("slgrad", T)
   grads, _, _, metrics = _run(method, params, losses, ())
-  np.testing.assert_allclose(_flat(grads), want, rtol=1e-4, atol=1e-6)
+  # The original's scale: each task's weighted sum divided by the batch size.
+  np.testing.assert_allclose(_flat(grads), want / B, rtol=1e-4, atol=1e-6)
+  grads_sum, _, _, _ = _run(get_method("slgrad", T, scale="sum"), params, losses, ())
+  np.testing.assert_allclose(_flat(grads_sum), want, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(metrics["weights"], w[1:].sum(1), rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(metrics["main_sample_weights"], w[0], rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(float(metrics["main_weight"]), w[0].sum(), rtol=1e-4)
+
+
+def test_slgrad_update_scales_as_one_over_batch_size():
+  # One example per task repeated B times: every a[t, i] of a task is equal, so
+  # W[t, i] = a_t⁺ / (B Σ_s a_s⁺) and the update is (1/B) Σ_t (a_t⁺/Σ_s a_s⁺) ∇ℓ_t(x):
+  # halved whenever B doubles (the original's 1/B on top of normalised weights).
+  params, _, _ = _tiny()
+  x0 = jax.random.normal(jax.random.key(3), (T, 1, D))
+  y0 = jnp.array([[0], [1], [2], [1]])[:T]
+  xd = jax.random.normal(jax.random.key(4), (3, D))
+  yd = jnp.array([0, 2, 1])
+
+  def features(bb, inputs):
+    h = jnp.tanh(inputs @ bb["l1"]["kernel"] + bb["l1"]["bias"])
+    return jnp.tanh(h @ bb["l2"]["kernel"] + bb["l2"]["bias"])
+
+  def nll(logits, labels):
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)[:, 0]
+
+  def task_loss(p, t, reps):
+    logits = (features(p["backbone"], jnp.repeat(x0[t], reps, 0)) @ p["heads"]["kernel"][t]
+              + p["heads"]["bias"][t])
+    return nll(logits, jnp.repeat(y0[t], reps))
+
+  def dev(p):
+    return jnp.mean(nll(features(p["backbone"], xd) @ p["heads"]["kernel"][0]
+                        + p["heads"]["bias"][0], yd))
+
+  g_val = _flat(jax.grad(lambda bb: dev({**params, "backbone": bb}))(params["backbone"]))
+  g = [jax.grad(lambda p: task_loss(p, t, 1)[0])(params) for t in range(T)]
+  a = np.array([_flat(x["backbone"]) @ g_val for x in g])
+  assert (a > 0).sum() >= 2 and (a < 0).any(), "the fixture should have both signs"
+  share = np.maximum(a, 0) / np.maximum(a, 0).sum()
+  method = get_method("slgrad", T)
+  for reps in (1, 2, 4):
+    per_sample = lambda p, r=reps: (jnp.stack([task_loss(p, t, r) for t in range(T)]), None)
+    grads, _, _, _ = _run(method, params, LossFns(per_sample, dev), ())
+    want = sum(share[t] * _flat(g[t]) for t in range(T)) / reps
+    np.testing.assert_allclose(_flat(grads), want, rtol=1e-4, atol=1e-7)
 
 
 def _attittud(params, **kw):
@@ -325,6 +367,8 @@ def test_option_errors():
     get_method("olaux", T, every_n=0)
   with pytest.raises(ValueError, match="at least one auxiliary"):
     get_method("slgrad", 1)
+  with pytest.raises(ValueError, match="scale"):
+    get_method("slgrad", T, scale="mean")
 
 
 @pytest.fixture(scope="module")

@@ -138,6 +138,19 @@ def auxl_baseline(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def slgrad_baselines(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The gradient baselines as SLGrad's experiments run them (vub-dl/SLGrad @ e5ea387):
+  CAGrad with c (its ``alpha``) = 1 and the ÷(1 + c²) rescale
+  (``Examples/run_experiments_toy.py`` lines 108-109, every runner); OL-AUX's weight
+  gradient scaled by the model's learning rate ``optim.lr`` (its other defaults are
+  SLGrad's, `aux_jax.methods.adaptive.olaux`). Call after ``c.optim`` is set."""
+  if c.method.name == "cagrad":
+    c.method.kwargs = ml_collections.ConfigDict({"c": 1.0, "rescale": True})
+  elif c.method.name == "olaux":
+    c.method.kwargs = ml_collections.ConfigDict({"model_lr": c.optim.lr})
+  return c
+
+
 # ATTITTUD's comparison (Dery et al., ICLR 2021), shared by its experiments
 # (configs/attittud_*.py): variant -> (phase-1 method, λ = (λ⊥, λ+, λ−) or None,
 # main task only, fine-tune after pretraining).

@@ -51,15 +51,9 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   if method == "gradnorm":
     # GradNorm balances gradient norms at the last shared layer.
     c.method.kwargs = ml_collections.ConfigDict({"layer": rf"^layer{len(HIDDEN) - 1}/"})
-  elif method == "cagrad":
-    # SLGrad's runners: alpha (= the paper's c) 1, rescale 1 (÷ (1 + c²)).
-    c.method.kwargs = ml_collections.ConfigDict({"c": 1.0, "rescale": True})
-  elif method == "olaux":
-    # SLGrad's OL-AUX: weights every 2 steps by SGD (lr η·2, momentum 0.9), η = model lr.
-    c.method.kwargs = ml_collections.ConfigDict({"model_lr": LR, "every_n": 2,
-                                                 "momentum": 0.9})
   c.optim = common.optim("sgd", lr=LR, momentum=0.9,
                          num_steps=3_700)  # 100 epochs of 37 batches (the original's 100)
+  common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
   # Upper level of the learnable methods (auxl, maoal; unused by the gradient rules).
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
   if method == "auxl":

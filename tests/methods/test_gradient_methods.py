@@ -126,17 +126,20 @@ def test_cagrad_is_the_rule_on_direct_grads_and_the_closed_form_update():
     want, info = cagrad_rule(_stack([x["backbone"] for x in gs]), c=c, num_iterations=300)
     _close(grads["backbone"], want)
     _close(grads["heads"], _wsum([x["heads"] for x in gs], [1.0] * T))
-    # d = (ḡ + √c‖ḡ‖/‖g_w‖ g_w) / (1 + c) with the method's reported simplex weights.
+    # d = (ḡ + c‖ḡ‖/‖g_w‖ g_w) / (1 + c²) with the method's reported simplex weights.
     w = np.concatenate([[float(metrics["main_weight"])], np.asarray(metrics["weights"])])
     np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
     g = np.stack([_flat(x["backbone"]) for x in gs])
     g0, gw = g.mean(0), w @ g
-    d = (g0 + np.sqrt(c) * np.linalg.norm(g0) / np.linalg.norm(gw) * gw) / (1 + c)
+    d = (g0 + c * np.linalg.norm(g0) / np.linalg.norm(gw) * gw) / (1 + c**2)
     np.testing.assert_allclose(_flat(grads["backbone"]), d, rtol=1e-4, atol=1e-6)
     # w* is optimal: no vertex of the simplex has a lower objective.
-    obj = lambda v: v @ g @ g0 + np.sqrt(c) * np.linalg.norm(g0) * np.linalg.norm(v @ g)
+    obj = lambda v: v @ g @ g0 + c * np.linalg.norm(g0) * np.linalg.norm(v @ g)
     assert all(obj(w) <= obj(e) + 1e-6 for e in np.eye(T))
     np.testing.assert_allclose(float(info.objective), obj(w), rtol=1e-4)
+    # c = 0: the ball is the point ḡ, so the update is the mean task gradient.
+    grads0, _, _, _ = _run(get_method("cagrad", T, c=0.0), params, losses, ())
+    np.testing.assert_allclose(_flat(grads0["backbone"]), g.mean(0), rtol=1e-6, atol=1e-9)
 
 
 def _gradnorm_numpy(w, losses, initial, norms, alpha, lr):
@@ -185,12 +188,14 @@ def test_gradnorm_layer_selection():
 
 
 def test_olaux_weights_after_n_steps():
-  every_n, beta = 2, 0.3
+  # Defaults = SLGrad's OL-AUX: every 2 steps, PyTorch SGD with momentum 0.9 and lr η·2
+  # on the weights, gradient −η Σ <g_0, g_k>; η = 0.5 here so that the weights move.
+  eta = 0.5
   params, _, _ = _tiny()
-  method = get_method("olaux", T, every_n=every_n, beta=beta)
+  method = get_method("olaux", T, model_lr=eta)
   state = method.init(None).state
-  w, acc = np.ones(T), np.zeros(T - 1)
-  for step in range(5):
+  w, acc, buf = np.ones(T), np.zeros(T - 1), np.zeros(T - 1)
+  for step in range(6):
     _, losses, task_loss = _tiny(shift=0.2 * step)
     gs = _task_grads(params, task_loss)
     grads, state, _, metrics = _run(method, params, losses, state)
@@ -198,8 +203,9 @@ def test_olaux_weights_after_n_steps():
     np.testing.assert_allclose(metrics["weights"], w[1:], rtol=1e-5)
     g = np.stack([_flat(x["backbone"]) for x in gs])
     acc += g[1:] @ g[0]
-    if (step + 1) % every_n == 0:
-      w[1:] += beta * acc
+    if (step + 1) % 2 == 0:
+      buf = 0.9 * buf - eta * acc
+      w[1:] -= eta * 2 * buf
       acc[:] = 0
     np.testing.assert_allclose(state.weights, w, rtol=1e-5, atol=1e-7)
     params = _sgd(params, grads)

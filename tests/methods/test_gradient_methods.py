@@ -288,17 +288,22 @@ def test_attittud_decomposition_against_numpy():
   params, losses, task_loss = _tiny()
   gs = _task_grads(params, task_loss)
   g = np.stack([_flat(x["backbone"]) for x in gs])
-  heads_want = _wsum([x["heads"] for x in gs], [1.0] * T)
+  heads = [x["heads"] for x in gs]
+  heads_want = _wsum(heads, [1.0] * T)
+  aux = g[1:].sum(0)
 
-  # λ = (1, 1, 1): the three parts sum back to the auxiliary gradient.
+  # λ = (1, 1, 1): the three parts sum back to the auxiliary gradient, which alone is
+  # the backbone's update by default (the original: the primary gradient reaches the
+  # primary head only).
   method = _attittud(params, lambdas=(1.0, 1.0, 1.0))
   grads, _, _, metrics = _run(method, params, losses, method.init(None).state)
-  np.testing.assert_allclose(_flat(grads["backbone"]), g.sum(0), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(_flat(grads["backbone"]), aux, rtol=1e-4, atol=1e-6)
   _close(grads["heads"], heads_want)
   np.testing.assert_allclose(metrics["weights"], np.ones(T - 1), rtol=1e-5)
 
   # num_basis > B: the basis is capped at B = 5 directions (rest zero) and spans the
-  # per-example main gradients; λ = (1, 0, 0) keeps only the out-of-span part.
+  # per-example main gradients; λ = (1, 0, 0): the backbone gets exactly the part of
+  # the auxiliary gradient outside the row space of J (NumPy projector, no basis).
   method = _attittud(params, num_basis=B + 2)
   grads, state, _, metrics = _run(method, params, losses, method.init(None).state)
   v = _basis_rows(state.basis)
@@ -308,30 +313,65 @@ def test_attittud_decomposition_against_numpy():
   jac = jax.jacrev(lambda bb: task_loss(merge(bb), 0))(params["backbone"])
   j = _basis_rows(jac)                                                # [B, D]
   np.testing.assert_allclose(j @ v.T @ v, j, atol=1e-5)
-  aux = g[1:].sum(0)
-  perp = aux - v.T @ (v @ aux)
-  np.testing.assert_allclose(_flat(grads["backbone"]), g[0] + perp, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(j @ (_flat(grads["backbone"]) - g[0]), 0.0, atol=1e-5)
+  out_of_span = aux - np.linalg.pinv(j) @ (j @ aux)
+  np.testing.assert_allclose(_flat(grads["backbone"]), out_of_span, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(j @ _flat(grads["backbone"]), 0.0, atol=1e-5)
+  # Heads: the main head its gradient, auxiliary heads λ⊥ (= 1) times theirs.
+  _close(grads["heads"], heads_want)
   q = g[1:] @ v.T
   np.testing.assert_allclose(metrics["weights"],
                              1 - (q ** 2).sum(1) / (g[1:] ** 2).sum(1), rtol=1e-4)
 
-  # General λ, a basis smaller than the span (k = 3 < B).
+  # General λ, a basis smaller than the span (k = 3 < B); body "sum" adds g*.
   lam = (0.5, 2.0, -1.0)
-  method = _attittud(params, num_basis=3, lambdas=lam)
+  method = _attittud(params, num_basis=3, lambdas=lam, body="sum")
   grads, state, _, metrics = _run(method, params, losses, method.init(None).state)
   v = _basis_rows(state.basis)
   np.testing.assert_allclose(v @ v.T, np.eye(3), atol=1e-5)
   p, p_star = v @ aux, v @ g[0]
   d = np.where(p * p_star > 0, lam[1], lam[2])
   assert (p * p_star > 0).any() or (p * p_star < 0).any()
-  want = g[0] + lam[0] * (aux - v.T @ p) + v.T @ (d * p)
-  np.testing.assert_allclose(_flat(grads["backbone"]), want, rtol=1e-4, atol=1e-6)
+  g_hat = lam[0] * (aux - v.T @ p) + v.T @ (d * p)
+  np.testing.assert_allclose(_flat(grads["backbone"]), g[0] + g_hat, rtol=1e-4, atol=1e-6)
+  _close(grads["heads"], heads_want)
   q = g[1:] @ v.T
   sq = (g[1:] ** 2).sum(1)
-  np.testing.assert_allclose(metrics["weights"],
-                             (lam[0] * (sq - (q ** 2).sum(1)) + (d * q ** 2).sum(1)) / sq,
-                             rtol=1e-4)
+  want_w = (lam[0] * (sq - (q ** 2).sum(1)) + (d * q ** 2).sum(1)) / sq
+  np.testing.assert_allclose(metrics["weights"], want_w, rtol=1e-4)
+
+  # Default body with the same λ: ĝ alone; auxiliary heads scaled by λ⊥.
+  method = _attittud(params, num_basis=3, lambdas=lam)
+  grads, _, _, _ = _run(method, params, losses, method.init(None).state)
+  np.testing.assert_allclose(_flat(grads["backbone"]), g_hat, rtol=1e-4, atol=1e-6)
+  _close(grads["heads"], _wsum(heads, [1.0] + [lam[0]] * (T - 1)))
+
+  # "multitask" with w = 3: the original's weights 1/(1+w) on ĝ, w/(1+w) on g*.
+  w = 3.0
+  method = _attittud(params, num_basis=3, lambdas=lam, body="multitask", primary_weight=w)
+  grads, _, _, metrics = _run(method, params, losses, method.init(None).state)
+  np.testing.assert_allclose(_flat(grads["backbone"]), (g_hat + w * g[0]) / (1 + w),
+                             rtol=1e-4, atol=1e-6)
+  _close(grads["heads"], _wsum(heads, [w / (1 + w)] + [lam[0] / (1 + w)] * (T - 1)))
+  np.testing.assert_allclose(metrics["weights"], want_w / (1 + w), rtol=1e-4)
+
+
+def test_attittud_main_samples_subsample_g_star():
+  # g* (and the main head's gradient) from the last 2 of the B main examples.
+  params, losses, task_loss = _tiny()
+  m = 2
+  g_sub = jax.grad(lambda p: jnp.mean(task_loss(p, 0)[B - m:]))(params)
+  method = _attittud(params, num_basis=3, lambdas=(0.0, 0.0, 1.0), main_samples=m)
+  grads, state, _, _ = _run(method, params, losses, method.init(None).state)
+  v = _basis_rows(state.basis)
+  gs = _task_grads(params, task_loss)
+  aux = sum(_flat(x["backbone"]) for x in gs[1:])
+  p, p_star = v @ aux, v @ _flat(g_sub["backbone"])
+  # The subsample changes the split (else this test could not tell them apart).
+  assert np.any((p * p_star > 0) != (p * (v @ _flat(gs[0]["backbone"])) > 0))
+  np.testing.assert_allclose(_flat(grads["backbone"]), v.T @ (p * (p * p_star <= 0)),
+                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(grads["heads"]["kernel"][0]),
+                             np.asarray(g_sub["heads"]["kernel"][0]), rtol=1e-5, atol=1e-7)
 
 
 def test_attittud_refreshes_the_basis_exactly_every_pca_every_steps():
@@ -365,6 +405,10 @@ def test_option_errors():
     _attittud(params, num_basis=10_000)
   with pytest.raises(ValueError, match="lambdas"):
     _attittud(params, lambdas=(1.0, 0.0))
+  with pytest.raises(ValueError, match="body"):
+    _attittud(params, body="both")
+  with pytest.raises(ValueError, match="primary_weight"):
+    _attittud(params, body="multitask", primary_weight=0.0)
   with pytest.raises(ValueError, match="attittud needs a partition"):
     get_method("attittud", T)
   with pytest.raises(ValueError, match="c >= 0"):

@@ -54,6 +54,10 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   c.optim = common.optim("sgd", lr=LR, momentum=0.9,
                          num_steps=3_700)  # 100 epochs of 37 batches (the original's 100)
   common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
+  if method == "attittud":
+    # One phase here (no fine-tuning): the original's multitask variant, body
+    # ĝ/2 + g*/2, so that the main task also trains the shared layers.
+    c.method.kwargs = ml_collections.ConfigDict({"body": "multitask", "primary_weight": 1.0})
   # Upper level of the learnable methods (auxl, maoal; unused by the gradient rules).
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
   if method == "auxl":

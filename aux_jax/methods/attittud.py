@@ -1,5 +1,5 @@
 """ATTITTUD: auxiliary-update decomposition (Dery et al., ICLR 2021, "Auxiliary Task
-Update Decomposition: The Good, The Bad and The Neutral"; DESIGN 3.4).
+Update Decomposition: The Good, The Bad and The Neutral").
 
 The shared parameters θ_s (the backbone) get a filtered auxiliary gradient; the
 heads get their own tasks' gradients:
@@ -41,7 +41,7 @@ to p, p*, g+ or g−). Before the first rebuild (never visible: step 0 rebuilds)
 basis is all zero.
 
 Deliberate difference from the original: head gradients are fresh every step (the
-original's primary-head gradient accumulates over steps, never zeroed; DESIGN 3.4).
+original's primary-head gradient accumulates over steps, never zeroed, a defect).
 
 The logged ``weights`` f32[K] are each auxiliary task's effective scale on the
 backbone: given the mask m (from the summed g), ĝ = A g with

@@ -1,6 +1,6 @@
 """SLGrad: sample-level task weights from gradient alignment with a dev batch
 (Grégoire et al., 2023, "Sample-Level Weighting for Multi-Task Learning with
-Auxiliary Tasks"; DESIGN 3.3).
+Auxiliary Tasks").
 
 Every step, with shared parameters θ_s (the backbone, heads held fixed) and the
 step's dev batch of the main task:

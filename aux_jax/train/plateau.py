@@ -23,6 +23,7 @@ evaluations.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -48,6 +49,12 @@ def _rule(factor: float, patience: int, rtol: float, min_scale: float):
   # optax reduces when its count *reaches* patience; PyTorch when it *exceeds* it.
   return reduce_on_plateau(factor=factor, patience=patience + 1, rtol=rtol, atol=0.0,
                            cooldown=0, accumulation_size=1, min_scale=min_scale)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_update(factor: float, patience: int, rtol: float, min_scale: float):
+  rule = _rule(factor, patience, rtol, min_scale)
+  return jax.jit(lambda state, value: rule.update((), state, value=value)[1])
 
 
 def scale_by_plateau() -> optax.GradientTransformation:
@@ -81,13 +88,12 @@ def step_plateau(opt_state: PyTree, value, *, factor: float = 0.5, patience: int
   Returns:
     The optimizer state with the stepped plateau state(s); unchanged otherwise.
   """
-  rule = _rule(factor, patience, rtol, min_scale)
+  update = _jitted_update(float(factor), int(patience), float(rtol), float(min_scale))
 
   def step(x):
     if not isinstance(x, PlateauState):
       return x
-    _, new = rule.update((), x.rule, value=jnp.asarray(value, jnp.float32))
-    return PlateauState(new)
+    return PlateauState(update(x.rule, jnp.asarray(value, jnp.float32)))
 
   return jax.tree.map(step, opt_state, is_leaf=lambda x: isinstance(x, PlateauState))
 

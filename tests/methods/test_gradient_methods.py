@@ -240,7 +240,7 @@ def test_slgrad_direction_is_the_alignment_weighted_per_sample_gradient():
 def test_slgrad_update_scales_as_one_over_batch_size():
   # One example per task repeated B times: every a[t, i] of a task is equal, so
   # W[t, i] = a_t⁺ / (B Σ_s a_s⁺) and the update is (1/B) Σ_t (a_t⁺/Σ_s a_s⁺) ∇ℓ_t(x):
-  # halved whenever B doubles (the original's 1/B on top of normalised weights).
+  # B times smaller for B copies (the original's 1/B on top of normalised weights).
   params, _, _ = _tiny()
   x0 = jax.random.normal(jax.random.key(3), (T, 1, D))
   y0 = jnp.array([[0], [1], [2], [1]])[:T]
@@ -269,7 +269,7 @@ def test_slgrad_update_scales_as_one_over_batch_size():
   assert (a > 0).sum() >= 2 and (a < 0).any(), "the fixture should have both signs"
   share = np.maximum(a, 0) / np.maximum(a, 0).sum()
   method = get_method("slgrad", T)
-  for reps in (1, 2, 4):
+  for reps in (1, 3):
     per_sample = lambda p, r=reps: (jnp.stack([task_loss(p, t, r) for t in range(T)]), None)
     grads, _, _, _ = _run(method, params, LossFns(per_sample, dev), ())
     want = sum(share[t] * _flat(g[t]) for t in range(T)) / reps

@@ -54,7 +54,10 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   c.optim = common.optim("sgd", lr=LR, momentum=0.9,
                          num_steps=3_700)  # 100 epochs of 37 batches (the original's 100)
   common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
-  if method == "attittud":
+  if method == "slgrad":
+    # batch: the original's (1/B) Σ W ℓ; sum: B times larger (aux_jax's earlier step).
+    c.method.kwargs = ml_collections.ConfigDict({"scale": "batch"})
+  elif method == "attittud":
     # One phase here (no fine-tuning): the original's multitask variant, body
     # ĝ/2 + g*/2, so that the main task also trains the shared layers.
     c.method.kwargs = ml_collections.ConfigDict({"body": "multitask", "primary_weight": 1.0})

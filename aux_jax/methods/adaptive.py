@@ -82,10 +82,15 @@ def gradnorm(num_tasks: int, partition: Partition, alpha: float = 1.5, lr: float
     num_tasks: T (≥ 2).
     partition: the partition of the backbone (only its tree structure and paths
       are used, to find the layer W).
-    alpha: α, the pull toward equal relative training rates.
-    lr: SGD learning rate of the weights.
+    alpha: α, the pull toward equal relative training rates; 1.5, SLGrad's value
+      (vub-dl/SLGrad ``Multi-Task Model/MTL_MODEL_OPT.py`` line 57; SLGrad's copy
+      never updates its weights, so it computes equal weighting, a defect not
+      reproduced).
+    lr: SGD learning rate of the weights; 0.025 (Chen et al., 2018, their
+      synthetic experiment).
     layer: regex selecting W among the backbone's leaf paths; None: the last leaf
-      group (see the module docstring).
+      group (see the module docstring). The paper's choice is the last shared layer
+      (SLGrad's copy uses each task's own last head layer).
     min_weight: lower clip of the weights before renormalising.
 
   State: a `aux_jax.rules.GradNormState` (weights f32[T], Σ = T). Metrics:

@@ -86,8 +86,8 @@ def gradnorm(num_tasks: int, partition: Partition, alpha: float = 1.5, lr: float
       (vub-dl/SLGrad ``Multi-Task Model/MTL_MODEL_OPT.py`` line 57; SLGrad's copy
       never updates its weights, so it computes equal weighting, a defect not
       reproduced).
-    lr: SGD learning rate of the weights; 0.025 (Chen et al., 2018, their
-      synthetic experiment).
+    lr: SGD learning rate of the weights; 0.025, aux_jax's choice (SLGrad's copy
+      has no effective one: its weights are in no optimizer).
     layer: regex selecting W among the backbone's leaf paths; None: the last leaf
       group (see the module docstring). The paper's choice is the last shared layer
       (SLGrad's copy uses each task's own last head layer).

@@ -22,8 +22,9 @@ norm 1; in both phases lr halved after 4 evaluations without a lower monitor los
 (floor 1e-5), early stopping after 10 and the best-monitor-loss model kept
 (``train.select = "neg_loss"``); ATTITTUD basis k = 10 from 64 main-task examples,
 rebuilt every 10 steps, g* from 32, the body updated with the decomposed auxiliary
-gradient only (see `configs.common.attittud_protocol`). One batch size for every task (the original: 64 main,
-128 auxiliary). CIFAR ResNet-18 (the original's CIFAR runs: a WRN-22-4).
+gradient only (see `configs.common.attittud_protocol`). One batch size for every
+task (the original: 64 main, 128 auxiliary). CIFAR ResNet-18 (the original's CIFAR
+runs: a WRN-22-4).
 
 Prepare the data once (needs TensorFlow, only for preparing):
 

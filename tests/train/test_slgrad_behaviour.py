@@ -11,8 +11,8 @@ SLGrad (Grégoire et al., 2023) weights (t, i) by max(⟨∇ℓ_t(x_i), g_val⟩
 corrupted sample disagrees with the clean dev gradient, so its mean weight must be
 well below a clean sample's (observed ratio of mean weights noisy/clean ≈ 0.29 at
 seed 0 with the original's 1/B update scale and whole 200-example dev set; ≈ 0.1–0.26
-over seeds 0–2 with the earlier B-times-larger steps; asserted < 0.5). The same assertion fails for weights that do not look
-at the dev set: uniform weighting ("unif": every sample 1/(T·B), ratio exactly 1) and
+over seeds 0–2 with the earlier B-times-larger steps; asserted < 0.5). The same
+assertion fails for weights that do not look at the dev set: uniform weighting ("unif": every sample 1/(T·B), ratio exactly 1) and
 the control computed here, the same rule with g_val replaced by a random direction
 (ratio ≈ 6–10: the corrupted samples' larger gradients get larger |a|).
 """

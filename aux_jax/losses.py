@@ -138,11 +138,13 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
 
 def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
   """Metrics from summed `eval_stats` (higher-is-better keys for model selection:
-  accuracy, neg_mse, miou, pixel_acc, neg_abs_err, neg_mean_angle)."""
+  accuracy, neg_loss (classification: ATTITTUD selects on the monitor loss), neg_mse,
+  miou, pixel_acc, neg_abs_err, neg_mean_angle)."""
   n = max(float(stats["count"]), 1.0)
   out = {"loss": float(stats["loss"]) / n}
   if kind in ("classification", "soft_classification"):
     out["accuracy"] = float(stats["correct"]) / n
+    out["neg_loss"] = -out["loss"]
   elif kind == "regression":
     out["mse"] = float(stats["sq_err"]) / n
     out["neg_mse"] = -out["mse"]

@@ -53,6 +53,7 @@ def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
   c.model = common.model("resnet18_cifar", width=64)
   c.optim = common.optim("adam", lr=1e-3, momentum=0.0, clip_norm=1.0, num_steps=20_000)
   c.hyper = common.hyper()  # unused: no learnable method here
-  c.train = common.train(select="accuracy", log_every=100, eval_every=250,
-                         checkpoint_every=2_500, keep_checkpoints=1, patience=10)
+  c.train = common.train(select="neg_loss", log_every=100, eval_every=250,
+                         checkpoint_every=2_500, keep_checkpoints=1,
+                         patience=10)  # evaluations without a lower monitor loss
   return common.attittud_protocol(c, variant or "attittud_11m1", batch=BATCH)

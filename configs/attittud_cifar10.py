@@ -18,9 +18,13 @@ Variants (the rows of the comparison; ``get_config(variant)``):
 
 Hyper-parameters of the original (its CheXpert command): Adam, lr 1e-3 for the
 baselines and 1e-4 for ATTITTUD, fine-tuning Adam lr 5e-5, gradient clipping at
-norm 1, patience 10 evaluations; ATTITTUD basis k = 10 from 64 main-task examples,
-rebuilt every 10 steps. One batch size for every task (the original: 64 main,
-128 auxiliary). CIFAR ResNet-18 (the original's CIFAR runs: a WRN-22-4).
+norm 1; in both phases lr halved after 4 evaluations without a lower monitor loss
+(floor 1e-5), early stopping after 10 and the best-monitor-loss model kept
+(``train.select = "neg_loss"``); ATTITTUD basis k = 10 from 64 main-task examples,
+rebuilt every 10 steps, g* from 32, the body updated with the decomposed auxiliary
+gradient only (see `configs.common.attittud_protocol`). One batch size for every
+task (the original: 64 main, 128 auxiliary). CIFAR ResNet-18 (the original's CIFAR
+runs: a WRN-22-4).
 
 Prepare the data once (needs TensorFlow, only for preparing):
 
@@ -55,7 +59,7 @@ def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
                          clip_norm=1.0,  # global-norm clipping of the update direction
                          num_steps=20_000)
   c.hyper = common.hyper()  # unused: no learnable method here
-  c.train = common.train(select="accuracy", log_every=100, eval_every=250,
+  c.train = common.train(select="neg_loss", log_every=100, eval_every=250,
                          checkpoint_every=2_500, keep_checkpoints=1,
-                         patience=10)  # evaluations without a better dev accuracy
+                         patience=10)  # evaluations without a lower monitor loss
   return common.attittud_protocol(c, variant or "attittud_11m1", batch=BATCH)

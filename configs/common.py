@@ -49,7 +49,7 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
 
   ``batch_size`` is per task for data whose tasks have their own images, per step
   otherwise; ``dev_batch_size`` is the dev batch of the upper level and of the
-  methods that read the dev loss.
+  methods that read the dev loss (0: the whole dev split every step).
   """
   # A None default must stay overridable from the command line (ml_collections cannot
   # override a None field): paths (``root``, ``*_dir``) become str placeholders, any
@@ -143,6 +143,19 @@ def auxl_baseline(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def slgrad_baselines(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The gradient baselines as SLGrad's experiments run them (vub-dl/SLGrad @ e5ea387):
+  CAGrad with c (its ``alpha``) = 1 and the ÷(1 + c²) rescale
+  (``Examples/run_experiments_toy.py`` lines 108-109, every runner); OL-AUX's weight
+  gradient scaled by the model's learning rate ``optim.lr`` (its other defaults are
+  SLGrad's, `aux_jax.methods.adaptive.olaux`). Call after ``c.optim`` is set."""
+  if c.method.name == "cagrad":
+    c.method.kwargs = ml_collections.ConfigDict({"c": 1.0, "rescale": True})
+  elif c.method.name == "olaux":
+    c.method.kwargs = ml_collections.ConfigDict({"model_lr": c.optim.lr})
+  return c
+
+
 # ATTITTUD's comparison (Dery et al., ICLR 2021), shared by its experiments
 # (configs/attittud_*.py): variant -> (phase-1 method, λ = (λ⊥, λ+, λ−) or None,
 # main task only, fine-tune after pretraining).
@@ -159,12 +172,21 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
                       baseline_lr: float = 1e-3, attittud_lr: float = 1e-4,
                       finetune_lr: float = 5e-5, finetune_steps: int = 5_000
                       ) -> ml_collections.ConfigDict:
-  """Sets the method, data and fine-tuning fields of an ATTITTUD ``variant`` (a key of
-  `ATTITTUD_VARIANTS`) on a two-phase config (runner ``two_phase``).
+  """Sets the method, data, schedule, selection and fine-tuning fields of an ATTITTUD
+  ``variant`` (a key of `ATTITTUD_VARIANTS`) on a two-phase config (runner
+  ``two_phase``).
 
-  The original's hyper-parameters (its CheXpert command): Adam, lr 1e-3 for the
-  baselines and 1e-4 for ATTITTUD, fine-tuning Adam 5e-5, clip 1, patience 10; basis
-  k = 10 from ``batch`` main-task examples, rebuilt every 10 steps.
+  The original's hyper-parameters (ldery/ATTITTUD @ 1083ea7, its CheXpert command in
+  README.md line 52, and ``algorithms/algos.py``): Adam, lr 1e-3 for the baselines and
+  1e-4 for ATTITTUD, fine-tuning Adam 5e-5, clip 1; in both phases the lr halved when
+  the monitor (dev) loss has not improved (relative 1e-4) for 4 evaluations, floor
+  1e-5 (algos.py lines 113-115), and early stopping with the best-monitor-loss model
+  after 10 evaluations without a lower monitor loss (lines 508-548; ``train.select =
+  "neg_loss"``, ``train.patience``); basis k = 10 from ``batch`` (64) main-task
+  examples, rebuilt every 10 steps, g* from 32 (``lowrank_nsamples``); the body gets
+  the decomposed auxiliary gradient only (``body = "aux_only"``, the original's
+  default run; ``"multitask"`` adds the main gradient with weights w/(1+w)).
+  The original evaluates once per epoch; here every ``train.eval_every`` steps.
   """
   if variant not in ATTITTUD_VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; expected one of "
@@ -177,16 +199,23 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
     c.method.kwargs = ml_collections.ConfigDict({
         "num_basis": 10,      # k
         "nsamples": batch,    # main-task examples of the range finder (pca_nsamples)
+        "main_samples": 32,   # main-task examples of g* (lowrank_nsamples)
         "pca_every": 10,      # steps between basis rebuilds
         "power_iters": 0,     # randomized subspace iterations (0: the original)
         "lambdas": lambdas,   # (λ⊥, λ+, λ−), the original's proj_lambda
+        "body": "aux_only",   # aux_only (the original's run) | multitask | sum
+        "primary_weight": 1.0,  # w of body=multitask
     })
   c.optim.lr = attittud_lr if name == "attittud" else baseline_lr
+  c.optim.schedule = "plateau"  # ReduceLROnPlateau on the monitor loss
+  c.optim.plateau = ml_collections.ConfigDict(
+      {"metric": "loss", "factor": 0.5, "patience": 4, "min_lr": 1e-5, "rtol": 1e-4})
+  c.train.select = "neg_loss"  # best checkpoint and early stopping: monitor loss
   c.data.kwargs.primary_only = primary_only
   # Phase 2: merged over phase 1's config, with method stl and primary_only data.
   c.finetune = ml_collections.ConfigDict({
       "enabled": finetune,
-      "optim": {"name": "adam", "lr": finetune_lr, "schedule": "constant",
+      "optim": {"name": "adam", "lr": finetune_lr, "schedule": "plateau",
                 "weight_decay": 0.0, "num_steps": finetune_steps},
       "train": {"eval_every": 50, "patience": 10, "checkpoint_every": 1_000}})
   return c

@@ -47,6 +47,7 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
     c.method.kwargs = ml_collections.ConfigDict({"layer": r"^dense/"})
   c.optim = common.optim("sgd", lr=1e-2, momentum=0.9,
                          num_steps=EPOCHS * TRAIN_IMAGES // BATCH)
+  common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
   if method == "auxl":
     common.auxl_baseline(c)

@@ -4,9 +4,15 @@ Two regression tasks y_t = |σ_t tanh((B + ε_t)·x)| on x ∈ R^250 (see
 `aux_jax.data.toy_regression`), 600/200/200 train/dev/test, task 0 the main task;
 optionally a fraction of the main task's training targets replaced by noise. The
 original's model and optimiser: a shared MLP 250→64→64→64 with one linear head per
-task, SGD lr 1e-2 momentum 0.9, batch 16, main-task validation batch 32. Model
-selection by dev MSE of the main task (``train.select = "neg_mse"``). About a minute
-on a 2-core CPU.
+task, SGD lr 1e-2 momentum 0.9, batch 16; the main task's validation loss over the
+whole 200-example dev split every step (vub-dl/SLGrad ``Examples/run_experiments_toy.py``
+line 125); 100 epochs (line 44) = 3,700 steps of 16 (drop-last). SLGrad's update is
+the original's (1/B) Σ W ℓ (`aux_jax.methods.slgrad`), 16× smaller than a mean-loss
+step at B = 16: with the earlier 600 steps it had not converged, hence the original's
+epoch budget. CAGrad with c = 1 and the 1/(1 + c²) rescale, as SLGrad's runners
+(lines 108-109); OL-AUX with SLGrad's code's update (`aux_jax.methods.adaptive.olaux`
+defaults, η = this lr). Model selection by dev MSE of the main task
+(``train.select = "neg_mse"``). 5-20 s per run on a 2-core CPU.
 
     python -m experiments.train --config=configs/slgrad_toy.py --workdir=workdirs/toy
     python -m experiments.train --config=configs/slgrad_toy.py:pcgrad \
@@ -22,13 +28,17 @@ import ml_collections
 from configs import common
 
 HIDDEN = (64, 64, 64)
+LR = 1e-2
+# The methods of the README's toy table (`experiments.compare` runs these by default).
+VARIANTS = ("stl", "equal", "unif", "gcs", "auxl", "maoal", "pcgrad", "cagrad",
+            "gradnorm", "olaux", "slgrad", "attittud")
 
 
 def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   c = common.base()
   c.data = common.data(
       "toy_regression", batch_size=16,   # examples per step, every task's loss on them
-      dev_batch_size=32,                 # main-task validation batch (SLGrad's g_val)
+      dev_batch_size=0,                  # 0: the whole dev split (200) every step, g_val
       eval_batch_size=200,
       num_tasks=2, num_samples=1000, input_dim=250,
       main_noise=0.0,                    # fraction of main training targets replaced
@@ -41,12 +51,20 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   if method == "gradnorm":
     # GradNorm balances gradient norms at the last shared layer.
     c.method.kwargs = ml_collections.ConfigDict({"layer": rf"^layer{len(HIDDEN) - 1}/"})
-  c.optim = common.optim("sgd", lr=1e-2, momentum=0.9,
-                         num_steps=600)  # 16 epochs of 600 examples
+  c.optim = common.optim("sgd", lr=LR, momentum=0.9,
+                         num_steps=3_700)  # 100 epochs of 37 batches (the original's 100)
+  common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
+  if method == "slgrad":
+    # batch: the original's (1/B) Σ W ℓ; sum: B times larger (aux_jax's earlier step).
+    c.method.kwargs = ml_collections.ConfigDict({"scale": "batch"})
+  elif method == "attittud":
+    # One phase here (no fine-tuning): the original's multitask variant, body
+    # ĝ/2 + g*/2, so that the main task also trains the shared layers.
+    c.method.kwargs = ml_collections.ConfigDict({"body": "multitask", "primary_weight": 1.0})
   # Upper level of the learnable methods (auxl, maoal; unused by the gradient rules).
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
   if method == "auxl":
     common.auxl_baseline(c)
   c.train = common.train(select="neg_mse",  # dev metric of the main task, higher is better
-                         log_every=50, eval_every=50, checkpoint_every=300)
+                         log_every=50, eval_every=50, checkpoint_every=1_000)
   return c

@@ -16,8 +16,10 @@ uses the weights in force before that step's weight update:
   (`aux_jax.rules.gradnorm_update`).
 * ``olaux`` (Lin et al., NeurIPS 2019, "Adaptive Auxiliary Task Weighting for
   Reinforcement Learning"): every step a_k += ⟨g_0, g_k⟩ over the shared
-  parameters; every N steps w_k ← w_k + β η a_k and a ← 0; w_0 = 1
-  (`aux_jax.rules.olaux_update`).
+  parameters; every N steps one SGD-with-momentum step on w with gradient −η a
+  (v ← μv − ηa, w ← w − βv), then a ← 0; w_0 = 1 (`aux_jax.rules.olaux_update`).
+  Defaults as SLGrad's implementation (N = 2, μ = 0.9, β = η·N); its step counter
+  starts at 0.4 and so never fires there, a defect not reproduced.
 
 The layer W of GradNorm (``layer``): a regex searched (`re.search`) in the
 backbone's leaf paths (``'/'``-joined keys, `aux_jax.partition.leaf_paths`), all
@@ -80,10 +82,15 @@ def gradnorm(num_tasks: int, partition: Partition, alpha: float = 1.5, lr: float
     num_tasks: T (≥ 2).
     partition: the partition of the backbone (only its tree structure and paths
       are used, to find the layer W).
-    alpha: α, the pull toward equal relative training rates.
-    lr: SGD learning rate of the weights.
+    alpha: α, the pull toward equal relative training rates; 1.5, SLGrad's value
+      (vub-dl/SLGrad ``Multi-Task Model/MTL_MODEL_OPT.py`` line 57; SLGrad's copy
+      never updates its weights, so it computes equal weighting, a defect not
+      reproduced).
+    lr: SGD learning rate of the weights; 0.025, aux_jax's choice (SLGrad's copy
+      has no effective one: its weights are in no optimizer).
     layer: regex selecting W among the backbone's leaf paths; None: the last leaf
-      group (see the module docstring).
+      group (see the module docstring). The paper's choice is the last shared layer
+      (SLGrad's copy uses each task's own last head layer).
     min_weight: lower clip of the weights before renormalising.
 
   State: a `aux_jax.rules.GradNormState` (weights f32[T], Σ = T). Metrics:
@@ -120,16 +127,23 @@ def gradnorm(num_tasks: int, partition: Partition, alpha: float = 1.5, lr: float
   return Method(name="gradnorm", init=init, direction=direction)
 
 
-def olaux(num_tasks: int, every_n: int = 10, beta: float = 0.1, model_lr: float = 1.0,
+def olaux(num_tasks: int, every_n: int = 2, beta: Optional[float] = None,
+          model_lr: float = 1e-2, momentum: float = 0.9,
           initial_aux_weight: float = 1.0) -> Method:
-  """The OL-AUX `Method`.
+  """The OL-AUX `Method`. Defaults: SLGrad's implementation (vub-dl/SLGrad @ e5ea387).
 
   Args:
     num_tasks: T (≥ 2).
-    every_n: N, steps between weight updates.
-    beta: β, the weights' learning rate.
-    model_lr: η (default 1: β absorbs it, w_k ← w_k + β Σ⟨g_0, g_k⟩ as in DESIGN 3.3).
-    initial_aux_weight: w_k at the start (k ≥ 1).
+    every_n: N, steps between weight updates; 2 (``gradSpeed_N``,
+      ``Multi-Task Model/MTL_MODEL_OPT.py`` line 66).
+    beta: β, the learning rate of the weights' SGD; None: η·N (line 73).
+    model_lr: η, the model's learning rate: the weights' gradient is −η a
+      (``Dynamic_weighting.py`` line 369); 1e-2, SLGrad's toy and CIFAR lr
+      (``Examples/run_experiments_toy.py``); pass the config's ``optim.lr``.
+    momentum: μ of the weights' SGD; 0.9, the model's momentum
+      (``beta_1_backbone``, ``MTL_MODEL_OPT.py`` line 74). 0 with β = 0.1, η = 1,
+      N = 10 is aux_jax's earlier plain rule w_k ← w_k + 0.1 Σ⟨g_0, g_k⟩.
+    initial_aux_weight: w_k at the start (k ≥ 1); 1 (line 69).
 
   State: a `aux_jax.rules.OLAuxState`. Metrics: ``weights`` f32[K] = w[1:] used
   for this step, ``alignments`` f32[K] = ⟨g_0, g_k⟩ over the shared parameters.
@@ -141,6 +155,7 @@ def olaux(num_tasks: int, every_n: int = 10, beta: float = 0.1, model_lr: float 
     raise ValueError(f"olaux needs at least one auxiliary task, got num_tasks={num_tasks}")
   if every_n < 1:
     raise ValueError(f"olaux needs every_n >= 1, got {every_n}")
+  weight_lr = model_lr * every_n if beta is None else beta
 
   def init(key):
     del key
@@ -151,8 +166,8 @@ def olaux(num_tasks: int, every_n: int = 10, beta: float = 0.1, model_lr: float 
     grads, task_losses, model_state = per_task_grads(losses, params)
     shared = grads["backbone"]
     align = task_dots(shared, task_slice(shared, 0))[1:]
-    new_state, w = olaux_update(state, align, every_n=every_n, beta=beta,
-                                model_lr=model_lr)
+    new_state, w = olaux_update(state, align, every_n=every_n, beta=weight_lr,
+                                model_lr=model_lr, momentum=momentum)
     metrics = {**task_metrics(task_losses), "weights": w[1:], "alignments": align}
     return task_combine(grads, w), new_state, model_state, metrics
 

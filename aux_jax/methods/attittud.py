@@ -1,38 +1,53 @@
 """ATTITTUD: auxiliary-update decomposition (Dery et al., ICLR 2021, "Auxiliary Task
-Update Decomposition: The Good, The Bad and The Neutral"; DESIGN 3.4).
+Update Decomposition: The Good, The Bad and The Neutral").
 
-The shared parameters θ_s (the backbone) get the main gradient plus a filtered
-auxiliary gradient; each head gets its own task's plain gradient:
+The shared parameters θ_s (the backbone) get a filtered auxiliary gradient; the
+heads get their own tasks' gradients:
 
     V         orthonormal basis (k × D) of the span of per-example main-task
               gradients, rebuilt every ``pca_every`` steps (steps 0, N, 2N, ...)
               by a randomized range finder on the step's batch
               (`aux_jax.rules.subspace_basis`), kept in the state otherwise
-    g*        = ∇_{θ_s} mean_b ℓ_0                      (main-task gradient)
+    g*        = ∇_{θ_s} mean ℓ_0 over the last ``main_samples`` main examples of
+              the batch (all B when None)               (main-task gradient)
     g         = Σ_{k≥1} ∇_{θ_s} mean_b ℓ_k              (summed auxiliary gradient)
     p = V g,  p* = V g*,  m = [p ⊙ p* > 0]
     g+ = Vᵀ(p ⊙ m),  g− = Vᵀ(p ⊙ (1 − m)),  g⊥ = g − g+ − g−
-    G_s       = g* + λ⊥ g⊥ + λ+ g+ + λ− g−              (`aux_jax.rules.attittud_combine`)
+    ĝ         = λ⊥ g⊥ + λ+ g+ + λ− g−                   (`aux_jax.rules.attittud_combine`)
 
 with ``lambdas = (λ⊥, λ+, λ−)``, default (1, 0, 0): keep only the part of the
-auxiliary gradient outside the main task's gradient subspace.
+auxiliary gradient outside the main task's gradient subspace. What the backbone
+and heads receive depends on ``body``:
+
+    "aux_only"   (default; the original's ATTITTUD run, ldery/ATTITTUD
+                 ``algorithms/algos.py`` lines 270-288 with val_weight = 0)
+                 backbone ĝ; main head g*_head; auxiliary heads λ⊥ g_k,head
+                 (the original's head block of ĝ: V is zero on the heads)
+    "multitask"  (``-do-multitask``, algos.py lines 326-337; w = ``primary_weight``,
+                 the ratio of primary to auxiliary batch sizes there)
+                 backbone ĝ/(1+w) + g*·w/(1+w); main head g*_head·w/(1+w);
+                 auxiliary heads λ⊥ g_k,head/(1+w)
+    "sum"        backbone g* + ĝ; every head its own plain gradient (aux_jax's
+                 earlier convention; not in the original)
 
 The basis is built from the main task's per-sample losses of the first
 n = min(``nsamples``, B) samples of the batch (all B by default), as a function of
-θ_s with the heads fixed. The n per-example gradients span at most n dimensions,
-so the range finder uses k = min(``num_basis``, n) columns (more would add
-arbitrary directions); the stored basis always has ``num_basis`` slices, the
-unused ones zero (they contribute nothing to p, p*, g+ or g−). Before the first
-rebuild (never visible: step 0 rebuilds) the basis is all zero.
+θ_s with the heads fixed: it spans body coordinates only (the original's spans all
+parameters, body and primary head; see docs/fidelity.md). The n per-example
+gradients span at most n dimensions, so the range finder uses
+k = min(``num_basis``, n) columns (more would add arbitrary directions); the stored
+basis always has ``num_basis`` slices, the unused ones zero (they contribute nothing
+to p, p*, g+ or g−). Before the first rebuild (never visible: step 0 rebuilds) the
+basis is all zero.
 
-Differences from the original: g* is the whole batch's mean main gradient (the
-original uses a 32-example subsample), and head gradients are fresh every step
-(the original's primary-head gradient accumulates; DESIGN 3.4).
+Deliberate difference from the original: head gradients are fresh every step (the
+original's primary-head gradient accumulates over steps, never zeroed, a defect).
 
-The logged ``weights`` f32[K] are each auxiliary task's effective scale: given the
-mask m (from the summed g), ĝ = A g with A = λ⊥(I − VᵀV) + Vᵀ diag(λ+ m + λ−(1−m)) V,
-and weights[k] = ⟨g_k, A g_k⟩ / ‖g_k‖² (1 for λ = (1, 1, 1); the fraction of g_k
-outside the span for λ = (1, 0, 0); 0 for a zero gradient).
+The logged ``weights`` f32[K] are each auxiliary task's effective scale on the
+backbone: given the mask m (from the summed g), ĝ = A g with
+A = λ⊥(I − VᵀV) + Vᵀ diag(λ+ m + λ−(1−m)) V, and weights[k] = c⟨g_k, A g_k⟩ / ‖g_k‖²
+(c = 1/(1+w) for "multitask", else 1; for λ = (1, 1, 1) and c = 1 it is 1; for
+λ = (1, 0, 0) the fraction of g_k outside the span; 0 for a zero gradient).
 """
 
 from __future__ import annotations
@@ -67,9 +82,14 @@ class AttittudState(NamedTuple):
   count: jax.Array
 
 
+BODIES = ("aux_only", "multitask", "sum")
+
+
 def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
              nsamples: Optional[int] = None, pca_every: int = 10,
-             lambdas: Sequence[float] = (1.0, 0.0, 0.0), power_iters: int = 0) -> Method:
+             lambdas: Sequence[float] = (1.0, 0.0, 0.0), power_iters: int = 0,
+             body: str = "aux_only", primary_weight: float = 1.0,
+             main_samples: Optional[int] = None) -> Method:
   """The ATTITTUD `Method`.
 
   Args:
@@ -85,6 +105,14 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     lambdas: (λ⊥, λ+, λ−); the original's ``proj_lambda``.
     power_iters: power (subspace) iterations of the range finder (≥ 0; the
       original: 0); each costs k batched JVPs and k batched VJPs on a rebuild step.
+    body: "aux_only" | "multitask" | "sum" (see the module docstring); default the
+      original's ATTITTUD run.
+    primary_weight: w of "multitask" (> 0): the original's primary/auxiliary batch
+      ratio ``val_taskweight``, which has no usable default there (0 disables its
+      primary batch); 1 = equal batches.
+    main_samples: main examples of g* (the last ones of the batch; None: all B); the
+      original's ``lowrank_nsamples`` (32 in its CheXpert command). Fewer than B
+      cost one more forward/backward pass.
 
   Returns:
     A `Method` whose state is an `AttittudState`. Metrics: ``weights`` f32[K]
@@ -105,6 +133,12 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     raise ValueError(f"attittud needs nsamples >= 1 or None, got {nsamples}")
   if power_iters < 0:
     raise ValueError(f"attittud needs power_iters >= 0, got {power_iters}")
+  if body not in BODIES:
+    raise ValueError(f"attittud body must be one of {BODIES}, got {body!r}")
+  if not primary_weight > 0:
+    raise ValueError(f"attittud needs primary_weight > 0, got {primary_weight}")
+  if main_samples is not None and main_samples < 1:
+    raise ValueError(f"attittud needs main_samples >= 1 or None, got {main_samples}")
   assignment_leaves, treedef = jax.tree.flatten(partition.assignment)
   shapes = partition.leaf_shapes
   if len(shapes) != len(assignment_leaves):
@@ -144,12 +178,28 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     basis = jax.lax.cond(refresh, rebuild, lambda old: old, state.basis)
 
     grads, task_losses, model_state = per_task_grads(losses, params)
+    m = batch if main_samples is None else min(main_samples, batch)
+    if m < batch:  # g* of a subsample (the original's lowrank_nsamples)
+      g_main = jax.grad(lambda p: jnp.mean(losses.per_sample(p)[0][0, batch - m:]))(params)
+    else:
+      g_main = task_slice(grads, 0)
     shared = grads["backbone"]
-    g_star = task_slice(shared, 0)
+    g_star = g_main["backbone"]
     g_aux = task_combine(shared, aux_sum)
     g_hat = attittud_combine(g_aux, basis, g_star, lambdas)
-    out = {"backbone": jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_star, g_hat),
-           "heads": task_combine(grads["heads"], jnp.ones((num_tasks,)))}
+    aux_heads = task_combine(grads["heads"], aux_sum)
+    # Scales (static): of g* and ĝ on the backbone, of the main and auxiliary heads.
+    if body == "aux_only":    # the original's val_weight = 0, tr_weight = 1
+      body_main, aux_scale, main_head, aux_head = 0.0, 1.0, 1.0, l_perp
+    elif body == "multitask":  # tr_weight = 1/(1+w), val_weight = w/(1+w)
+      tr = 1.0 / (1.0 + primary_weight)
+      body_main, aux_scale, main_head, aux_head = 1.0 - tr, tr, 1.0 - tr, l_perp * tr
+    else:                      # "sum"
+      body_main, aux_scale, main_head, aux_head = 1.0, 1.0, 1.0, 1.0
+    out = {"backbone": jax.tree.map(lambda a, b: body_main * a + aux_scale * b.astype(a.dtype),
+                                    g_star, g_hat),
+           "heads": jax.tree.map(lambda a, b: main_head * a + aux_head * b,
+                                 g_main["heads"], aux_heads)}
 
     # Effective per-task scales (see the module docstring).
     aux = jax.tree.map(lambda x: x[1:], shared)
@@ -159,7 +209,7 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     d = l_plus * agree + l_minus * (1.0 - agree)
     sq = task_norms(aux) ** 2
     quad = l_perp * (sq - jnp.sum(q * q, axis=1)) + jnp.sum(d * q * q, axis=1)
-    weights = jnp.where(sq > 0, quad / jnp.where(sq > 0, sq, 1.0), 0.0)
+    weights = aux_scale * jnp.where(sq > 0, quad / jnp.where(sq > 0, sq, 1.0), 0.0)
     g_sq = optax.tree.norm(g_aux, squared=True)
     in_span = jnp.where(g_sq > 0, jnp.sum(p * p) / jnp.where(g_sq > 0, g_sq, 1.0), 0.0)
     metrics = {**task_metrics(task_losses), "weights": weights,

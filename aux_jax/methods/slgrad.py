@@ -1,6 +1,6 @@
 """SLGrad: sample-level task weights from gradient alignment with a dev batch
 (Grégoire et al., 2023, "Sample-Level Weighting for Multi-Task Learning with
-Auxiliary Tasks"; DESIGN 3.3).
+Auxiliary Tasks").
 
 Every step, with shared parameters θ_s (the backbone, heads held fixed) and the
 step's dev batch of the main task:
@@ -8,7 +8,12 @@ step's dev batch of the main task:
     g_val   = ∇_{θ_s} L_dev                           (mean main-task dev loss)
     a[t, i] = ⟨∇_{θ_s} ℓ_t(x_i), g_val⟩                (every task t, sample i)
     W       = max(a, 0) / Σ_{t,i} max(a, 0)             (all 0 if the sum is 0)
-    G       = ∇_θ Σ_{t,i} W[t, i] ℓ_t(x_i)              (all parameters, heads too)
+    G       = ∇_θ (1/B) Σ_{t,i} W[t, i] ℓ_t(x_i)        (all parameters, heads too)
+
+The 1/B is the original's (vub-dl/SLGrad, ``Multi-Task Model/MTL_MODEL_OPT.py``
+lines 253-273: each task's loss is ⟨W[t, :], ℓ_t⟩ / B). Since Σ W = 1 the update is
+B times smaller than a plain mean-loss step; ``scale="sum"`` drops the 1/B
+(G = ∇ Σ W ℓ, the scale of a mean-loss step, aux_jax's earlier convention).
 
 a comes from one forward-mode product of θ_s ↦ ℓ ∈ R^{T×B} along g_val
 (`aux_jax.rules.sample_alignments`), G from one backward pass of the weighted
@@ -26,8 +31,14 @@ from aux_jax.methods.base import Method, MethodState, task_metrics
 from aux_jax.rules.slgrad import sample_alignments, slgrad_weights
 
 
-def slgrad(num_tasks: int) -> Method:
+SCALES = ("batch", "sum")
+
+
+def slgrad(num_tasks: int, scale: str = "batch") -> Method:
   """The SLGrad `Method` over T = ``num_tasks`` tasks.
+
+  ``scale``: "batch" (default, the original's): the update is ∇ (1/B) Σ W ℓ; "sum":
+  ∇ Σ W ℓ (B times larger).
 
   ``direction``'s metrics: ``weights`` f32[K] = Σ_i W[k, i] (each auxiliary task's
   total weight), ``main_weight`` f32[] = Σ_i W[0, i], ``main_sample_weights``
@@ -35,10 +46,12 @@ def slgrad(num_tasks: int) -> Method:
   a[t, i] > 0.
 
   Raises:
-    ValueError: fewer than 2 tasks.
+    ValueError: fewer than 2 tasks or an unknown ``scale``.
   """
   if num_tasks < 2:
     raise ValueError(f"slgrad needs at least one auxiliary task, got num_tasks={num_tasks}")
+  if scale not in SCALES:
+    raise ValueError(f"slgrad scale must be one of {SCALES}, got {scale!r}")
 
   def init(key):
     del key
@@ -52,10 +65,14 @@ def slgrad(num_tasks: int) -> Method:
     g_val = jax.grad(lambda bb: losses.dev(merge(bb)))(backbone)
     align = sample_alignments(lambda bb: losses.per_sample(merge(bb))[0], backbone, g_val)
     w = slgrad_weights(align)                                     # [T, B]
+    if scale == "batch":  # the original divides each task's weighted sum by B
+      w_loss = w / w.shape[1]
+    else:
+      w_loss = w
 
     def total(p):
       per_sample, model_state = losses.per_sample(p)
-      return jnp.sum(w.astype(per_sample.dtype) * per_sample), (per_sample, model_state)
+      return jnp.sum(w_loss.astype(per_sample.dtype) * per_sample), (per_sample, model_state)
 
     grads, (per_sample, model_state) = jax.grad(total, has_aux=True)(params)
     task_w = jnp.sum(w, axis=1)

@@ -12,8 +12,10 @@ conflict to resolve there).
   (`aux_jax.rules.pcgrad`, orders drawn from the step's key).
 * ``cagrad`` (Liu et al., NeurIPS 2021, "Conflict-Averse Gradient Descent for
   Multi-task Learning"): with ḡ = mean_t g_t and w* on the simplex minimising
-  ⟨g_w, ḡ⟩ + √c‖ḡ‖‖g_w‖, G_s = ḡ + (√c‖ḡ‖/‖g_w*‖) g_w* (divided by 1 + c when
-  ``rescale``) (`aux_jax.rules.cagrad`).
+  ⟨g_w, ḡ⟩ + c‖ḡ‖‖g_w‖, G_s = ḡ + (c‖ḡ‖/‖g_w*‖) g_w* (divided by 1 + c² when
+  ``rescale``) (`aux_jax.rules.cagrad`). c is the paper's (the official code's
+  ``alpha``); default 0.5 as the official code (Cranial-XIX/CAGrad
+  ``nyuv2/model_segnet_mt.py`` line 18).
 """
 
 from __future__ import annotations
@@ -66,9 +68,13 @@ def cagrad(num_tasks: int, c: float = 0.5, num_iterations: int = 200,
 
   Args:
     num_tasks: T (≥ 2).
-    c: the CAGrad constant (ball radius √c‖ḡ‖), ≥ 0. Default 0.5.
+    c: the paper's CAGrad constant (ball radius c‖ḡ‖), ≥ 0. Default 0.5, the
+      official code's default (Cranial-XIX/CAGrad ``nyuv2/model_segnet_mt.py``
+      line 18); SLGrad's experiments use 1 (vub-dl/SLGrad
+      ``Examples/run_experiments_toy.py`` lines 108-109).
     num_iterations: iterations of the simplex solver (static).
-    rescale: divide the update by 1 + c (the official code's default).
+    rescale: divide the update by 1 + c² (the official ``rescale=1``, ``nyuv2/utils.py``
+      lines 396-399 and 525; SLGrad's runners too).
 
   ``direction``'s metrics: ``weights`` f32[K] = w*[1:], the simplex weights of the
   auxiliary tasks; ``main_weight`` f32[] = w*_0; ``cagrad_objective`` f32[] = F(w*).

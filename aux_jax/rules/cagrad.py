@@ -2,16 +2,16 @@
 "Conflict-Averse Gradient Descent for Multi-task Learning").
 
 With ḡ = (1/T) Σ_t g_t, CAGrad looks for the update d in the ball
-‖d − ḡ‖ ≤ √c ‖ḡ‖ that maximises the worst task improvement min_t ⟨g_t, d⟩. Its
+‖d − ḡ‖ ≤ c ‖ḡ‖ that maximises the worst task improvement min_t ⟨g_t, d⟩. Its
 dual is a small problem over the simplex Δ_T:
 
-    w* = argmin_{w ∈ Δ_T}  F(w) = ⟨g_w, ḡ⟩ + √c ‖ḡ‖ ‖g_w‖,      g_w = Σ_t w_t g_t
-    d  = ḡ + (√c ‖ḡ‖ / ‖g_w*‖) g_w*                                          (1)
+    w* = argmin_{w ∈ Δ_T}  F(w) = ⟨g_w, ḡ⟩ + c ‖ḡ‖ ‖g_w‖,      g_w = Σ_t w_t g_t
+    d  = ḡ + (c ‖ḡ‖ / ‖g_w*‖) g_w*                                          (1)
 
 and at the solution min_t ⟨g_t, d⟩ = F(w*) (strong duality). With the Gram matrix
 GG[s, t] = ⟨g_s, g_t⟩ everything is T×T: ⟨g_w, ḡ⟩ = wᵀGG1/T,
 ‖g_w‖² = wᵀGGw, ‖ḡ‖² = 1ᵀGG1/T², and d = Σ_t (1/T + λ w*_t) g_t with
-λ = √c ‖ḡ‖ / ‖g_w*‖ (λ = 0 when g_w* = 0).
+λ = c ‖ḡ‖ / ‖g_w*‖ (λ = 0 when g_w* = 0).
 
 F is convex; we minimise it with accelerated projected gradient descent on the
 simplex (Euclidean projection by sorting, Duchi et al. 2008) for a fixed number
@@ -22,9 +22,12 @@ scale-free. On random float32 problems with strong conflicts, 200 iterations
 (the default) came within ~1e-6 (relative) of a 5000-iteration solve for
 T = 10; T = 30 needed ~400, so raise ``num_iterations`` for many tasks.
 
-Conventions of the official code: its ``alpha`` is √c here, and its default
-``rescale=1`` divides d by 1 + alpha² = 1 + c (``rescale=True`` here, the
-default); ``rescale=False`` returns d of (1) unscaled.
+c is the paper's c and the official code's ``alpha`` (Cranial-XIX/CAGrad
+``nyuv2/utils.py`` lines 377-401: radius alpha·‖ḡ‖); its ``rescale=1`` (used at
+line 525) divides d by 1 + alpha² = 1 + c² (``rescale=True`` here, the default);
+``rescale=False`` returns d of (1) unscaled. Default c = 0.5, the official
+default (``nyuv2/model_segnet_mt.py`` line 18, ``cityscapes/model_segnet_mt.py``
+line 15; the paper's image runs pass 0.4, ``nyuv2/run.sh`` line 9).
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def project_to_simplex(v: jax.Array) -> jax.Array:
 
 
 def cagrad_objective(w: jax.Array, gram: jax.Array, c: float) -> jax.Array:
-  """F(w) = ⟨g_w, ḡ⟩ + √c ‖ḡ‖ ‖g_w‖ from the Gram matrix.
+  """F(w) = ⟨g_w, ḡ⟩ + c ‖ḡ‖ ‖g_w‖ from the Gram matrix.
 
   Args:
     w: f[T].
@@ -91,7 +94,7 @@ def cagrad_objective(w: jax.Array, gram: jax.Array, c: float) -> jax.Array:
   b = jnp.sum(gram, axis=1) / t
   g0_norm = jnp.sqrt(jnp.maximum(jnp.sum(gram) / t**2, 0.0))
   gw_norm = jnp.sqrt(jnp.maximum(w @ gram @ w, 0.0))
-  return w @ b + jnp.sqrt(c) * g0_norm * gw_norm
+  return w @ b + c * g0_norm * gw_norm
 
 
 def cagrad_weights(gram: jax.Array, c: float = 0.5, num_iterations: int = 200) -> jax.Array:
@@ -118,7 +121,7 @@ def cagrad_weights(gram: jax.Array, c: float = 0.5, num_iterations: int = 200) -
   a = gram / jnp.where(scale > 0, scale, 1.0)
   tiny = jnp.finfo(a.dtype).tiny
   b = jnp.sum(a, axis=1) / t
-  r = jnp.sqrt(c) * jnp.sqrt(jnp.maximum(jnp.sum(a) / t**2, 0.0))
+  r = c * jnp.sqrt(jnp.maximum(jnp.sum(a) / t**2, 0.0))
 
   def f(w):
     return w @ b + r * jnp.sqrt(jnp.maximum(w @ a @ w, 0.0))
@@ -156,14 +159,14 @@ def cagrad(grads: PyTree, c: float = 0.5, rescale: bool = True,
   Args:
     grads: pytree of per-task gradients of the shared parameters, every leaf
       ``[T, ...]``.
-    c: the CAGrad constant, the radius of the ball is √c ‖ḡ‖ (0 ≤ c; the paper
-      uses c < 1). Default 0.5. A Python float or a traced f[] (e.g. an
-      argument of a jitted function).
-    rescale: divide d by 1 + c (the official code's default ``rescale=1``).
+    c: the CAGrad constant, the radius of the ball is c ‖ḡ‖ (0 ≤ c; the paper
+      uses c < 1). Default 0.5 (the official default). A Python float or a traced
+      f[] (e.g. an argument of a jitted function).
+    rescale: divide d by 1 + c² (the official code's ``rescale=1``).
     num_iterations: iterations of the simplex solver (static).
 
   Returns:
-    ``(combined, info)``: ``combined`` is d of (1) (divided by 1 + c when
+    ``(combined, info)``: ``combined`` is d of (1) (divided by 1 + c² when
     ``rescale``), a pytree like one task's gradient; ``info`` a `CAGradInfo`.
 
   Raises:
@@ -178,9 +181,9 @@ def cagrad(grads: PyTree, c: float = 0.5, rescale: bool = True,
   w = cagrad_weights(gram, c, num_iterations)
   g0_norm = jnp.sqrt(jnp.maximum(jnp.sum(gram) / t**2, 0.0))
   gw_norm = jnp.sqrt(jnp.maximum(w @ gram @ w, 0.0))
-  lam = jnp.where(gw_norm > 0, jnp.sqrt(c) * g0_norm / jnp.where(gw_norm > 0, gw_norm, 1.0), 0.0)
+  lam = jnp.where(gw_norm > 0, c * g0_norm / jnp.where(gw_norm > 0, gw_norm, 1.0), 0.0)
   coeffs = 1.0 / t + lam * w
   if rescale:
-    coeffs = coeffs / (1.0 + c)
+    coeffs = coeffs / (1.0 + c * c)
   info = CAGradInfo(weights=w, objective=cagrad_objective(w, gram, c), coefficients=coeffs)
   return tree.task_combine(grads, coeffs), info

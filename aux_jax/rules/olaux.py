@@ -7,18 +7,22 @@ fastest over the next N steps: to first order in η,
 
     ℓ_0(θ_{t+N}) ≈ ℓ_0(θ_t) − η Σ_{j=t}^{t+N−1} ⟨∇ℓ_0(θ_j), ∇ℓ_0(θ_j) + Σ_k w_k ∇ℓ_k(θ_j)⟩
 
-so  ∂ℓ_0(θ_{t+N}) / ∂w_k ≈ −η Σ_{j=t}^{t+N−1} ⟨∇ℓ_0(θ_j), ∇ℓ_k(θ_j)⟩, and a gradient
-step of size β on the weights is
+so  ∂ℓ_0(θ_{t+N}) / ∂w_k ≈ −η Σ_{j=t}^{t+N−1} ⟨∇ℓ_0(θ_j), ∇ℓ_k(θ_j)⟩ = −η a_k.
 
-    w_k ← w_k + β η a_k,       a_k = Σ over the last N steps of ⟨∇ℓ_0, ∇ℓ_k⟩ .
+Every step `olaux_update` adds this step's alignments ⟨∇ℓ_0, ∇ℓ_k⟩ (over the
+shared parameters; e.g. ``tree.task_dots(grads, tree.task_slice(grads, 0))[1:]``)
+to a_k; on every N-th step it takes one step of SGD with momentum μ and learning
+rate β on the weights with that gradient, then resets a to 0:
 
-Convention here: every step `olaux_update` adds this step's alignments
-⟨∇ℓ_0, ∇ℓ_k⟩ (over the shared parameters; e.g.
-``tree.task_dots(grads, tree.task_slice(grads, 0))[1:]``) to a_k; on every N-th
-step it applies w_k ← w_k + β·η·a_k and resets a to 0. ``model_lr`` is η and
-defaults to 1, so that β alone scales the sum (w_k ← w_k + β Σ, DESIGN 3.3);
-pass the model's learning rate to follow the paper's gradient exactly. The
-weights are not clipped (the paper does not clip them either).
+    v_k ← μ v_k − η a_k,      w_k ← w_k − β v_k                      (PyTorch SGD)
+
+(v starts at 0, so the first update is w_k ← w_k + β η a_k). SLGrad's
+implementation (vub-dl/SLGrad, ``Multi-Task Model/MTL_MODEL_OPT.py`` lines 65-75,
+``Dynamic Weighting Algorithms/Dynamic_weighting.py`` lines 360-378) uses N = 2,
+μ = 0.9 (its model's momentum), β = η·N and η = the model's learning rate; with
+μ = 0 this is the plain additive rule w_k ← w_k + β η a_k of the paper. The
+weights are not clipped (neither does SLGrad's copy; the official RL code clips
+them at 0).
 
 The weights returned for a step are those in force before that step's update.
 """
@@ -39,11 +43,13 @@ class OLAuxState(NamedTuple):
     acc: f32[K]. a_k, the alignments accumulated since the last weight update
       (K = T − 1).
     count: i32[]. Steps accumulated in ``acc`` (0..N−1 between updates).
+    velocity: f32[K]. v, the momentum buffer of the weights' SGD.
   """
 
   weights: jax.Array
   acc: jax.Array
   count: jax.Array
+  velocity: jax.Array
 
 
 def olaux_init(num_tasks: int, initial_aux_weight: float = 1.0,
@@ -63,19 +69,22 @@ def olaux_init(num_tasks: int, initial_aux_weight: float = 1.0,
   weights = jnp.full((num_tasks,), initial_aux_weight, dtype).at[0].set(1.0)
   return OLAuxState(weights=weights,
                     acc=jnp.zeros((num_tasks - 1,), dtype),
-                    count=jnp.zeros((), jnp.int32))
+                    count=jnp.zeros((), jnp.int32),
+                    velocity=jnp.zeros((num_tasks - 1,), dtype))
 
 
 def olaux_update(state: OLAuxState, alignments: jax.Array, every_n: int, beta: float,
-                 model_lr: float = 1.0) -> tuple[OLAuxState, jax.Array]:
+                 model_lr: float = 1.0, momentum: float = 0.0
+                 ) -> tuple[OLAuxState, jax.Array]:
   """One OL-AUX step: accumulate alignments; every N steps update the weights.
 
   Args:
     state: the current `OLAuxState`.
     alignments: f32[K], ⟨∇ℓ_0, ∇ℓ_k⟩ for the auxiliary tasks at this step.
     every_n: N ≥ 1, the horizon (steps between weight updates).
-    beta: β, the learning rate of the weights.
-    model_lr: η, the model's learning rate (default 1: β absorbs it).
+    beta: β, the learning rate of the weights' SGD.
+    model_lr: η, the model's learning rate (the gradient is −η a; 1: β absorbs it).
+    momentum: μ of the weights' SGD (0: the plain additive rule).
 
   Returns:
     ``(new_state, weights)``: ``weights`` f32[T] are the weights for this
@@ -93,9 +102,11 @@ def olaux_update(state: OLAuxState, alignments: jax.Array, every_n: int, beta: f
   acc = state.acc + jax.lax.stop_gradient(jnp.asarray(alignments, state.acc.dtype))
   count = state.count + 1
   apply = count >= every_n
-  step = jnp.concatenate([jnp.zeros((1,), acc.dtype), beta * model_lr * acc])
+  velocity = momentum * state.velocity - model_lr * acc  # PyTorch SGD: v ← μv + grad
+  step = jnp.concatenate([jnp.zeros((1,), acc.dtype), -beta * velocity])
   new_weights = jnp.where(apply, state.weights + step, state.weights)
   new_state = OLAuxState(weights=new_weights,
                          acc=jnp.where(apply, jnp.zeros_like(acc), acc),
-                         count=jnp.where(apply, 0, count))
+                         count=jnp.where(apply, 0, count),
+                         velocity=jnp.where(apply, velocity, state.velocity))
   return new_state, state.weights

@@ -7,7 +7,8 @@ scored by how well its gradient agrees with g_val,
 
     a[t, i] = ⟨∇_{θ_s} ℓ_t(x_i), g_val⟩ ,
 
-and the model is updated with Σ_{t,i} W[t, i] ℓ_t(x_i), where
+and the model is updated with (1/B) Σ_{t,i} W[t, i] ℓ_t(x_i) (the original's scale;
+see `aux_jax.methods.slgrad`), where
 
     W = max(a, 0) / Σ_{t,i} max(a, 0)         (W = 0 when the sum is 0).
 

@@ -35,6 +35,7 @@ from aux_jax.models import get_backbone
 from aux_jax.partition import Partition, make_partition, partition_rules
 from aux_jax import sharding
 from aux_jax.train import optimizers, problems
+from aux_jax.train.plateau import step_plateau
 
 PyTree = Any
 
@@ -67,6 +68,7 @@ class Experiment(NamedTuple):
   finish: Callable[[str, list, dict], None]
   init_from: Callable[[TrainState, PyTree, dict], TrainState]
   mesh: Any                       # the data-parallel mesh (aux_jax.sharding)
+  on_evaluate: Optional[Callable[[TrainState, dict], TrainState]]  # plateau lr rule
   config: ml_collections.ConfigDict
   data: Any                       # MultiTaskData | SharedInputData
   problem: problems.Problem
@@ -111,6 +113,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   decay = float(cfg.optim.weight_decay) if cfg.hyper.get("include_weight_decay") else 0.0
   solver_kwargs = optimizers.solver_kwargs(cfg.hyper) if method.learnable else {}
   tx = optimizers.lower_optimizer(cfg.optim)
+  plateau = optimizers.plateau_options(cfg.optim)
   meta = meta_optimizer(optimizers.upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
                         projection=method.projection)
   step_key = keys.step
@@ -191,6 +194,15 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     """Metrics on ``split`` ('dev' or 'test'): main task unprefixed, see `Problem`."""
     return problem.evaluate(model["params"], model["batch_stats"], split)
 
+  def on_evaluate(state: TrainState, dev: dict) -> TrainState:
+    """The learning-rate plateau rule stepped with this evaluation's dev metric."""
+    key = f"dev_{plateau['metric']}"
+    if key not in dev:
+      raise ValueError(f"optim.plateau.metric={plateau['metric']!r}: no {key!r} among "
+                       f"the dev metrics {sorted(dev)}")
+    opt_state = step_plateau(state.opt_state, dev[key], **plateau["kwargs"])
+    return sharding.replicate(state._replace(opt_state=opt_state), mesh)
+
   def finish(workdir: str, records: list, summary: dict) -> None:
     del summary
     plots.weights_heatmap(records, os.path.join(workdir, "weights.png"),
@@ -207,7 +219,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       finish=finish,
       init_from=lambda state, model, summary: initialize_from(
           state, model, summary.get("task_names", []), problem.task_names),
-      mesh=mesh, config=cfg, data=data, problem=problem, method=method,
+      mesh=mesh, on_evaluate=on_evaluate if plateau is not None else None,
+      config=cfg, data=data, problem=problem, method=method,
       partition=partition, losses_at=losses_at)
 
 

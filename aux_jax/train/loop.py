@@ -95,6 +95,8 @@ class Experiment(Protocol):
     init_from: ``(state, model, summary) -> state`` initialising from another run's
       best model and summary (``train.init_from``), or None if unsupported.
     mesh: the data-parallel mesh the state lives on (`aux_jax.sharding`), or None.
+    on_evaluate: optional attribute, ``(state, dev metrics) -> state`` called after
+      each dev evaluation (e.g. a learning rate lowered on a plateau), or None.
   """
 
   name: str
@@ -343,6 +345,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if dev_key not in dev:
           raise ValueError(f"train.select={select!r}: no {dev_key!r} among the dev "
                            f"metrics {sorted(dev)}")
+        if getattr(exp, "on_evaluate", None) is not None:  # e.g. lr on plateau
+          state = exp.on_evaluate(state, dev)
+          loop = loop._replace(state=state)
         record = pending.pop() if pending and pending[-1]["step"] == done else {
             "step": done, **_to_host(metrics)}
         record.update(dev)

@@ -6,20 +6,26 @@ from __future__ import annotations
 import optax
 
 from aux_jax import hypergrad
+from aux_jax.train.plateau import scale_by_plateau
 
 
 def lower_optimizer(cfg) -> optax.GradientTransformation:
-  """θ's optimizer from ``config.optim``: optional clip, weight decay, SGD/Adam."""
+  """θ's optimizer from ``config.optim``: optional clip, weight decay, SGD/Adam.
+
+  ``schedule="plateau"``: lr ``cfg.lr`` times a scale lowered on a plateau of a dev
+  metric (`aux_jax.train.plateau`; stepped at evaluations with the options
+  ``cfg.plateau``, see `plateau_options`).
+  """
   if cfg.schedule == "cosine":
     lr = optax.cosine_decay_schedule(cfg.lr, cfg.num_steps)
-  elif cfg.schedule == "constant":
+  elif cfg.schedule in ("constant", "plateau"):
     lr = cfg.lr
   elif cfg.schedule == "step":  # × decay_factor (default 0.5) every decay_every steps
     lr = optax.exponential_decay(cfg.lr, cfg.decay_every, cfg.get("decay_factor", 0.5),
                                  staircase=True)
   else:
-    raise ValueError(f"optim.schedule must be 'cosine', 'constant' or 'step', got "
-                     f"{cfg.schedule!r}")
+    raise ValueError(f"optim.schedule must be 'cosine', 'constant', 'step' or 'plateau', "
+                     f"got {cfg.schedule!r}")
   if cfg.name == "sgd":
     base = optax.sgd(lr, momentum=cfg.momentum or None)
   elif cfg.name == "adam":
@@ -29,8 +35,34 @@ def lower_optimizer(cfg) -> optax.GradientTransformation:
   # PyTorch-style weight decay: added to the gradient before the optimizer; optional
   # clipping of the update direction's global norm first (ATTITTUD clips at 1).
   clip = cfg.get("clip_norm", 0.0)
+  plateau = [scale_by_plateau()] if cfg.schedule == "plateau" else []
   return optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []),
-                     optax.add_decayed_weights(cfg.weight_decay), base)
+                     optax.add_decayed_weights(cfg.weight_decay), base, *plateau)
+
+
+# ATTITTUD's ReduceLROnPlateau (ldery/ATTITTUD algorithms/algos.py lines 113-115):
+# factor 0.5, patience 4, min lr 1e-5, PyTorch's default relative threshold 1e-4, on
+# the monitor (dev) loss.
+PLATEAU_DEFAULTS = {"metric": "loss", "factor": 0.5, "patience": 4, "min_lr": 1e-5,
+                    "rtol": 1e-4}
+
+
+def plateau_options(cfg) -> dict | None:
+  """For ``schedule="plateau"``: the dev metric to monitor (lower is better; the
+  evaluation's ``dev_<metric>``) and `aux_jax.train.plateau.step_plateau`'s keyword
+  arguments, from ``cfg.plateau`` over `PLATEAU_DEFAULTS`; None for other schedules."""
+  if cfg.schedule != "plateau":
+    return None
+  opts = {**PLATEAU_DEFAULTS, **dict(cfg.get("plateau", {}))}
+  unknown = set(opts) - set(PLATEAU_DEFAULTS)
+  if unknown:
+    raise ValueError(f"optim.plateau: unknown options {sorted(unknown)}; known "
+                     f"{sorted(PLATEAU_DEFAULTS)}")
+  return {"metric": opts["metric"],
+          "kwargs": {"factor": float(opts["factor"]), "patience": int(opts["patience"]),
+                     "rtol": float(opts["rtol"]),
+                     # lr 0 (a frozen run) has nothing to floor
+                     "min_scale": float(opts["min_lr"]) / float(cfg.lr) if cfg.lr else 0.0}}
 
 
 def upper_optimizer(cfg) -> optax.GradientTransformation:

@@ -99,12 +99,19 @@ def _feature_dim(backbone, variables, x) -> int:
   return jax.eval_shape(lambda v: backbone.apply(v, x, train=False), variables).shape[-1]
 
 
+def _dev_batch(cfg, n_dev: int) -> int:
+  """``data.dev_batch_size``, where 0 means the whole dev split every step (SLGrad's toy)."""
+  size = int(cfg.data.dev_batch_size)
+  return n_dev if size == 0 else size
+
+
 def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
                    mesh=None) -> Problem:
   """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
   data.validate()
   num_tasks = data.num_tasks
-  batch, dev_batch = cfg.data.batch_size, cfg.data.dev_batch_size
+  batch = cfg.data.batch_size
+  dev_batch = _dev_batch(cfg, len(data.dev_labels))
   sampler.check_batch_size(data.train_counts, batch)
   sampler.check_batch_size([len(data.dev_labels)], dev_batch, "the dev set")
   n_max, n_dev = data.train_images.shape[1], len(data.dev_labels)
@@ -193,8 +200,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   data.validate()
   num_tasks = data.num_tasks
   kinds, outs = tuple(data.task_kinds), tuple(int(c) for c in data.num_outputs)
-  batch, dev_batch = cfg.data.batch_size, cfg.data.dev_batch_size
+  batch = cfg.data.batch_size
   n_train, n_dev = len(data.train_inputs), len(data.dev_inputs)
+  dev_batch = _dev_batch(cfg, n_dev)
   sampler.check_batch_size([n_train], batch, "the training set")
   sampler.check_batch_size([n_dev], dev_batch, "the dev set")
   dense = all(k in task_losses.DENSE_KINDS for k in kinds)

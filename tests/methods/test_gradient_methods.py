@@ -126,17 +126,20 @@ def test_cagrad_is_the_rule_on_direct_grads_and_the_closed_form_update():
     want, info = cagrad_rule(_stack([x["backbone"] for x in gs]), c=c, num_iterations=300)
     _close(grads["backbone"], want)
     _close(grads["heads"], _wsum([x["heads"] for x in gs], [1.0] * T))
-    # d = (ḡ + √c‖ḡ‖/‖g_w‖ g_w) / (1 + c) with the method's reported simplex weights.
+    # d = (ḡ + c‖ḡ‖/‖g_w‖ g_w) / (1 + c²) with the method's reported simplex weights.
     w = np.concatenate([[float(metrics["main_weight"])], np.asarray(metrics["weights"])])
     np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
     g = np.stack([_flat(x["backbone"]) for x in gs])
     g0, gw = g.mean(0), w @ g
-    d = (g0 + np.sqrt(c) * np.linalg.norm(g0) / np.linalg.norm(gw) * gw) / (1 + c)
+    d = (g0 + c * np.linalg.norm(g0) / np.linalg.norm(gw) * gw) / (1 + c**2)
     np.testing.assert_allclose(_flat(grads["backbone"]), d, rtol=1e-4, atol=1e-6)
     # w* is optimal: no vertex of the simplex has a lower objective.
-    obj = lambda v: v @ g @ g0 + np.sqrt(c) * np.linalg.norm(g0) * np.linalg.norm(v @ g)
+    obj = lambda v: v @ g @ g0 + c * np.linalg.norm(g0) * np.linalg.norm(v @ g)
     assert all(obj(w) <= obj(e) + 1e-6 for e in np.eye(T))
     np.testing.assert_allclose(float(info.objective), obj(w), rtol=1e-4)
+    # c = 0: the ball is the point ḡ, so the update is the mean task gradient.
+    grads0, _, _, _ = _run(get_method("cagrad", T, c=0.0), params, losses, ())
+    np.testing.assert_allclose(_flat(grads0["backbone"]), g.mean(0), rtol=1e-6, atol=1e-9)
 
 
 def _gradnorm_numpy(w, losses, initial, norms, alpha, lr):
@@ -185,12 +188,14 @@ def test_gradnorm_layer_selection():
 
 
 def test_olaux_weights_after_n_steps():
-  every_n, beta = 2, 0.3
+  # Defaults = SLGrad's OL-AUX: every 2 steps, PyTorch SGD with momentum 0.9 and lr η·2
+  # on the weights, gradient −η Σ <g_0, g_k>; η = 0.5 here so that the weights move.
+  eta = 0.5
   params, _, _ = _tiny()
-  method = get_method("olaux", T, every_n=every_n, beta=beta)
+  method = get_method("olaux", T, model_lr=eta)
   state = method.init(None).state
-  w, acc = np.ones(T), np.zeros(T - 1)
-  for step in range(5):
+  w, acc, buf = np.ones(T), np.zeros(T - 1), np.zeros(T - 1)
+  for step in range(6):
     _, losses, task_loss = _tiny(shift=0.2 * step)
     gs = _task_grads(params, task_loss)
     grads, state, _, metrics = _run(method, params, losses, state)
@@ -198,8 +203,9 @@ def test_olaux_weights_after_n_steps():
     np.testing.assert_allclose(metrics["weights"], w[1:], rtol=1e-5)
     g = np.stack([_flat(x["backbone"]) for x in gs])
     acc += g[1:] @ g[0]
-    if (step + 1) % every_n == 0:
-      w[1:] += beta * acc
+    if (step + 1) % 2 == 0:
+      buf = 0.9 * buf - eta * acc
+      w[1:] -= eta * 2 * buf
       acc[:] = 0
     np.testing.assert_allclose(state.weights, w, rtol=1e-5, atol=1e-7)
     params = _sgd(params, grads)
@@ -222,10 +228,52 @@ def test_slgrad_direction_is_the_alignment_weighted_per_sample_gradient():
 
   method = get_method("slgrad", T)
   grads, _, _, metrics = _run(method, params, losses, ())
-  np.testing.assert_allclose(_flat(grads), want, rtol=1e-4, atol=1e-6)
+  # The original's scale: each task's weighted sum divided by the batch size.
+  np.testing.assert_allclose(_flat(grads), want / B, rtol=1e-4, atol=1e-6)
+  grads_sum, _, _, _ = _run(get_method("slgrad", T, scale="sum"), params, losses, ())
+  np.testing.assert_allclose(_flat(grads_sum), want, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(metrics["weights"], w[1:].sum(1), rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(metrics["main_sample_weights"], w[0], rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(float(metrics["main_weight"]), w[0].sum(), rtol=1e-4)
+
+
+def test_slgrad_update_scales_as_one_over_batch_size():
+  # One example per task repeated B times: every a[t, i] of a task is equal, so
+  # W[t, i] = a_t⁺ / (B Σ_s a_s⁺) and the update is (1/B) Σ_t (a_t⁺/Σ_s a_s⁺) ∇ℓ_t(x):
+  # B times smaller for B copies (the original's 1/B on top of normalised weights).
+  params, _, _ = _tiny()
+  x0 = jax.random.normal(jax.random.key(3), (T, 1, D))
+  y0 = jnp.array([[0], [1], [2], [1]])[:T]
+  xd = jax.random.normal(jax.random.key(4), (3, D))
+  yd = jnp.array([0, 2, 1])
+
+  def features(bb, inputs):
+    h = jnp.tanh(inputs @ bb["l1"]["kernel"] + bb["l1"]["bias"])
+    return jnp.tanh(h @ bb["l2"]["kernel"] + bb["l2"]["bias"])
+
+  def nll(logits, labels):
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)[:, 0]
+
+  def task_loss(p, t, reps):
+    logits = (features(p["backbone"], jnp.repeat(x0[t], reps, 0)) @ p["heads"]["kernel"][t]
+              + p["heads"]["bias"][t])
+    return nll(logits, jnp.repeat(y0[t], reps))
+
+  def dev(p):
+    return jnp.mean(nll(features(p["backbone"], xd) @ p["heads"]["kernel"][0]
+                        + p["heads"]["bias"][0], yd))
+
+  g_val = _flat(jax.grad(lambda bb: dev({**params, "backbone": bb}))(params["backbone"]))
+  g = [jax.grad(lambda p: task_loss(p, t, 1)[0])(params) for t in range(T)]
+  a = np.array([_flat(x["backbone"]) @ g_val for x in g])
+  assert (a > 0).sum() >= 2 and (a < 0).any(), "the fixture should have both signs"
+  share = np.maximum(a, 0) / np.maximum(a, 0).sum()
+  method = get_method("slgrad", T)
+  for reps in (1, 3):
+    per_sample = lambda p, r=reps: (jnp.stack([task_loss(p, t, r) for t in range(T)]), None)
+    grads, _, _, _ = _run(method, params, LossFns(per_sample, dev), ())
+    want = sum(share[t] * _flat(g[t]) for t in range(T)) / reps
+    np.testing.assert_allclose(_flat(grads), want, rtol=1e-4, atol=1e-7)
 
 
 def _attittud(params, **kw):
@@ -240,17 +288,22 @@ def test_attittud_decomposition_against_numpy():
   params, losses, task_loss = _tiny()
   gs = _task_grads(params, task_loss)
   g = np.stack([_flat(x["backbone"]) for x in gs])
-  heads_want = _wsum([x["heads"] for x in gs], [1.0] * T)
+  heads = [x["heads"] for x in gs]
+  heads_want = _wsum(heads, [1.0] * T)
+  aux = g[1:].sum(0)
 
-  # λ = (1, 1, 1): the three parts sum back to the auxiliary gradient.
+  # λ = (1, 1, 1): the three parts sum back to the auxiliary gradient, which alone is
+  # the backbone's update by default (the original: the primary gradient reaches the
+  # primary head only).
   method = _attittud(params, lambdas=(1.0, 1.0, 1.0))
   grads, _, _, metrics = _run(method, params, losses, method.init(None).state)
-  np.testing.assert_allclose(_flat(grads["backbone"]), g.sum(0), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(_flat(grads["backbone"]), aux, rtol=1e-4, atol=1e-6)
   _close(grads["heads"], heads_want)
   np.testing.assert_allclose(metrics["weights"], np.ones(T - 1), rtol=1e-5)
 
   # num_basis > B: the basis is capped at B = 5 directions (rest zero) and spans the
-  # per-example main gradients; λ = (1, 0, 0) keeps only the out-of-span part.
+  # per-example main gradients; λ = (1, 0, 0): the backbone gets exactly the part of
+  # the auxiliary gradient outside the row space of J (NumPy projector, no basis).
   method = _attittud(params, num_basis=B + 2)
   grads, state, _, metrics = _run(method, params, losses, method.init(None).state)
   v = _basis_rows(state.basis)
@@ -260,30 +313,65 @@ def test_attittud_decomposition_against_numpy():
   jac = jax.jacrev(lambda bb: task_loss(merge(bb), 0))(params["backbone"])
   j = _basis_rows(jac)                                                # [B, D]
   np.testing.assert_allclose(j @ v.T @ v, j, atol=1e-5)
-  aux = g[1:].sum(0)
-  perp = aux - v.T @ (v @ aux)
-  np.testing.assert_allclose(_flat(grads["backbone"]), g[0] + perp, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(j @ (_flat(grads["backbone"]) - g[0]), 0.0, atol=1e-5)
+  out_of_span = aux - np.linalg.pinv(j) @ (j @ aux)
+  np.testing.assert_allclose(_flat(grads["backbone"]), out_of_span, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(j @ _flat(grads["backbone"]), 0.0, atol=1e-5)
+  # Heads: the main head its gradient, auxiliary heads λ⊥ (= 1) times theirs.
+  _close(grads["heads"], heads_want)
   q = g[1:] @ v.T
   np.testing.assert_allclose(metrics["weights"],
                              1 - (q ** 2).sum(1) / (g[1:] ** 2).sum(1), rtol=1e-4)
 
-  # General λ, a basis smaller than the span (k = 3 < B).
+  # General λ, a basis smaller than the span (k = 3 < B); body "sum" adds g*.
   lam = (0.5, 2.0, -1.0)
-  method = _attittud(params, num_basis=3, lambdas=lam)
+  method = _attittud(params, num_basis=3, lambdas=lam, body="sum")
   grads, state, _, metrics = _run(method, params, losses, method.init(None).state)
   v = _basis_rows(state.basis)
   np.testing.assert_allclose(v @ v.T, np.eye(3), atol=1e-5)
   p, p_star = v @ aux, v @ g[0]
   d = np.where(p * p_star > 0, lam[1], lam[2])
   assert (p * p_star > 0).any() or (p * p_star < 0).any()
-  want = g[0] + lam[0] * (aux - v.T @ p) + v.T @ (d * p)
-  np.testing.assert_allclose(_flat(grads["backbone"]), want, rtol=1e-4, atol=1e-6)
+  g_hat = lam[0] * (aux - v.T @ p) + v.T @ (d * p)
+  np.testing.assert_allclose(_flat(grads["backbone"]), g[0] + g_hat, rtol=1e-4, atol=1e-6)
+  _close(grads["heads"], heads_want)
   q = g[1:] @ v.T
   sq = (g[1:] ** 2).sum(1)
-  np.testing.assert_allclose(metrics["weights"],
-                             (lam[0] * (sq - (q ** 2).sum(1)) + (d * q ** 2).sum(1)) / sq,
-                             rtol=1e-4)
+  want_w = (lam[0] * (sq - (q ** 2).sum(1)) + (d * q ** 2).sum(1)) / sq
+  np.testing.assert_allclose(metrics["weights"], want_w, rtol=1e-4)
+
+  # Default body with the same λ: ĝ alone; auxiliary heads scaled by λ⊥.
+  method = _attittud(params, num_basis=3, lambdas=lam)
+  grads, _, _, _ = _run(method, params, losses, method.init(None).state)
+  np.testing.assert_allclose(_flat(grads["backbone"]), g_hat, rtol=1e-4, atol=1e-6)
+  _close(grads["heads"], _wsum(heads, [1.0] + [lam[0]] * (T - 1)))
+
+  # "multitask" with w = 3: the original's weights 1/(1+w) on ĝ, w/(1+w) on g*.
+  w = 3.0
+  method = _attittud(params, num_basis=3, lambdas=lam, body="multitask", primary_weight=w)
+  grads, _, _, metrics = _run(method, params, losses, method.init(None).state)
+  np.testing.assert_allclose(_flat(grads["backbone"]), (g_hat + w * g[0]) / (1 + w),
+                             rtol=1e-4, atol=1e-6)
+  _close(grads["heads"], _wsum(heads, [w / (1 + w)] + [lam[0] / (1 + w)] * (T - 1)))
+  np.testing.assert_allclose(metrics["weights"], want_w / (1 + w), rtol=1e-4)
+
+
+def test_attittud_main_samples_subsample_g_star():
+  # g* (and the main head's gradient) from the last 2 of the B main examples.
+  params, losses, task_loss = _tiny()
+  m = 2
+  g_sub = jax.grad(lambda p: jnp.mean(task_loss(p, 0)[B - m:]))(params)
+  method = _attittud(params, num_basis=3, lambdas=(0.0, 0.0, 1.0), main_samples=m)
+  grads, state, _, _ = _run(method, params, losses, method.init(None).state)
+  v = _basis_rows(state.basis)
+  gs = _task_grads(params, task_loss)
+  aux = sum(_flat(x["backbone"]) for x in gs[1:])
+  p, p_star = v @ aux, v @ _flat(g_sub["backbone"])
+  # The subsample changes the split (else this test could not tell them apart).
+  assert np.any((p * p_star > 0) != (p * (v @ _flat(gs[0]["backbone"])) > 0))
+  np.testing.assert_allclose(_flat(grads["backbone"]), v.T @ (p * (p * p_star <= 0)),
+                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(grads["heads"]["kernel"][0]),
+                             np.asarray(g_sub["heads"]["kernel"][0]), rtol=1e-5, atol=1e-7)
 
 
 def test_attittud_refreshes_the_basis_exactly_every_pca_every_steps():
@@ -317,6 +405,10 @@ def test_option_errors():
     _attittud(params, num_basis=10_000)
   with pytest.raises(ValueError, match="lambdas"):
     _attittud(params, lambdas=(1.0, 0.0))
+  with pytest.raises(ValueError, match="body"):
+    _attittud(params, body="both")
+  with pytest.raises(ValueError, match="primary_weight"):
+    _attittud(params, body="multitask", primary_weight=0.0)
   with pytest.raises(ValueError, match="attittud needs a partition"):
     get_method("attittud", T)
   with pytest.raises(ValueError, match="c >= 0"):
@@ -325,6 +417,8 @@ def test_option_errors():
     get_method("olaux", T, every_n=0)
   with pytest.raises(ValueError, match="at least one auxiliary"):
     get_method("slgrad", 1)
+  with pytest.raises(ValueError, match="scale"):
+    get_method("slgrad", T, scale="mean")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def _simplex_grid(n):
 def _numpy_objective(w, flat, c):
   g0 = flat.mean(0)
   gw = w @ flat
-  return gw @ g0 + np.sqrt(c) * np.linalg.norm(g0) * np.linalg.norm(gw, axis=-1)
+  return gw @ g0 + c * np.linalg.norm(g0) * np.linalg.norm(gw, axis=-1)
 
 
 def _problems(rng, t, d, count):
@@ -53,7 +53,7 @@ def test_simplex_solution_beats_fine_grid_for_three_tasks():
 
 
 def test_duality_gap_certifies_optimum_for_more_tasks():
-  # For any w on the simplex, F(w) >= max_{‖d−ḡ‖≤√c‖ḡ‖} min_t <g_t, d> >= min_t <g_t, d(w)>;
+  # For any w on the simplex, F(w) >= max_{‖d−ḡ‖≤c‖ḡ‖} min_t <g_t, d> >= min_t <g_t, d(w)>;
   # at the optimum the two sides meet (strong duality), so a small gap certifies w*.
   rng = np.random.default_rng(1)
   c = 0.5
@@ -74,9 +74,13 @@ def test_update_matches_numpy():
       w = np.asarray(info.weights)
       g0 = flat.mean(0)
       gw = w @ flat
-      want = g0 + np.sqrt(c) * np.linalg.norm(g0) / np.linalg.norm(gw) * gw
+      # The paper's c (the official alpha): radius c‖ḡ‖, rescale 1 / (1 + c²).
+      want = g0 + c * np.linalg.norm(g0) / np.linalg.norm(gw) * gw
       if rescale:
-        want = want / (1 + c)
+        want = want / (1 + c**2)
+      if not rescale:  # d lies on the ball's boundary ‖d − ḡ‖ = c‖ḡ‖
+        np.testing.assert_allclose(np.linalg.norm(np.concatenate([d["a"], d["b"]]) - g0),
+                                   c * np.linalg.norm(g0), rtol=1e-10)
       np.testing.assert_allclose(np.concatenate([d["a"], d["b"]]), want, rtol=1e-10)
       np.testing.assert_allclose(info.coefficients @ flat, want, rtol=1e-10)
 

@@ -8,27 +8,32 @@ import pytest
 from aux_jax.rules import olaux_init, olaux_update, tree
 
 
-def test_matches_numpy_loop_under_scan():
-  t, n, steps, beta, eta = 4, 3, 8, 0.05, 0.1
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_matches_numpy_loop_under_scan(momentum):
+  t, n, steps, beta, eta = 4, 3, 11, 0.05, 0.1
   rng = np.random.default_rng(0)
   grads = rng.normal(size=(steps, t, 5))
   dots = np.einsum("sd,skd->sk", grads[:, 0], grads[:, 1:])
 
-  # NumPy reference of w_k <- w_k + beta * eta * sum over the last N steps of <g_0, g_k>.
+  # NumPy reference: every N steps one PyTorch-SGD step (buf ← μ·buf + grad,
+  # p ← p − lr·buf; the first buf = grad) on w[1:] with grad = −η Σ_{last N} <g_0, g_k>.
   w = np.array([1.0, 0.5, 0.5, 0.5])
-  acc = np.zeros(t - 1)
+  acc, buf = np.zeros(t - 1), None
   used_ref, weights_ref = [], []
   for s in range(steps):
     used_ref.append(w.copy())
     acc += dots[s]
     if (s + 1) % n == 0:
-      w = w + beta * eta * np.concatenate([[0.0], acc])
+      grad = -eta * acc
+      buf = grad.copy() if buf is None else momentum * buf + grad
+      w[1:] = w[1:] - beta * buf
       acc[:] = 0
     weights_ref.append(w.copy())
 
   def body(state, g):
     al = tree.task_dots({"g": g}, {"g": g[0]})[1:]
-    state, used = olaux_update(state, al, every_n=n, beta=beta, model_lr=eta)
+    state, used = olaux_update(state, al, every_n=n, beta=beta, model_lr=eta,
+                               momentum=momentum)
     return state, (used, state.weights)
 
   with jax.enable_x64(True):
@@ -37,8 +42,12 @@ def test_matches_numpy_loop_under_scan():
     np.testing.assert_allclose(used, used_ref, rtol=1e-12)
     np.testing.assert_allclose(weights, weights_ref, rtol=1e-12)
     np.testing.assert_allclose(final.acc, acc, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(final.velocity, buf, rtol=1e-12)
     assert int(final.count) == steps % n
     assert np.all(np.asarray(weights)[:, 0] == 1.0)
+    # Weights change only on every N-th step.
+    changed = np.any(np.diff(np.concatenate([[used[0]], weights]), axis=0) != 0, axis=1)
+    np.testing.assert_array_equal(changed, [(s + 1) % n == 0 for s in range(steps)])
   assert not np.allclose(weights_ref[-1], used_ref[0])
 
 

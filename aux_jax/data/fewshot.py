@@ -1,7 +1,7 @@
 """Few-shot CIFAR-10 as the main task, CIFAR-100 as auxiliary data (ATTITTUD's vision pair).
 
 The substitute, readable from `tensorflow-datasets`, for the low-data setups of
-Dery et al. ("Auxiliary Task Update Decomposition", ICLR 2021; DESIGN 3.4): a main
+Dery et al. ("Auxiliary Task Update Decomposition", ICLR 2021): a main
 task with few labels and a large auxiliary dataset of other classes.
 
 * task 0 ``cifar10``: ``per_class`` labelled CIFAR-10 training images per class

@@ -1,6 +1,6 @@
 """A main task and an auxiliary task from class-per-folder image directories.
 
-For ATTITTUD's original pair (Dery et al., ICLR 2021; DESIGN 3.4): CheXpert as the
+For ATTITTUD's original pair (Dery et al., ICLR 2021): CheXpert as the
 main task and TinyImageNet as auxiliary data, which cannot be downloaded here; the
 user points this loader at local copies.
 

@@ -52,7 +52,7 @@ def _reference_basis(params, x, y, key):
 
 
 def test_head_gradients_are_fresh_every_step_and_power_iters_reach_the_basis():
-  # The original accumulates the primary head's gradient across steps (DESIGN 3.4);
+  # The original accumulates the primary head's gradient across steps;
   # here every head gets exactly its own task's gradient of the current batch.
   params = _params()
   method = get_method("attittud", T, make_partition(params["backbone"], "global"),

@@ -66,9 +66,12 @@ def model(name: str, dtype: str = "float32", **kwargs) -> ml_collections.ConfigD
 
 def method(name: str, partition: str = "global", **kwargs) -> ml_collections.ConfigDict:
   """The ``method`` section: weighting ``name``, module ``partition`` of the shared
-  parameters (``global`` | ``module_wise`` | ``param_wise``), the method's options."""
+  parameters (``global`` | ``module_wise`` | ``param_wise``), the method's options,
+  and how per-task gradients are taken (``per_task_grads``: ``auto`` | ``vmap`` |
+  ``map`` | ``vjp``, `aux_jax.methods.base.per_task_grads`; the same gradients)."""
   return ml_collections.ConfigDict({"name": name, "partition": partition,
-                                    "kwargs": ml_collections.ConfigDict(kwargs)})
+                                    "kwargs": ml_collections.ConfigDict(kwargs),
+                                    "per_task_grads": "auto"})
 
 
 def optim(name: str = "sgd", *, lr: float, num_steps: int, momentum: float = 0.9,

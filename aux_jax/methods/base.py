@@ -162,6 +162,20 @@ PER_TASK_GRADS = ("auto", "vmap", "map", "vjp")
 AUTO_PER_TASK_GRADS = {"cpu": "map", "gpu": "map", "tpu": "vmap"}
 
 
+# Unroll the loops over tasks of "map" and "vjp" in the compiled program (the same
+# arithmetic). benchmarks/steps.py sets it: XLA's cost analysis counts a loop's body
+# once, an unrolled loop in full.
+UNROLL_TASK_LOOPS = False
+
+
+def _task_map(fn, xs):
+  """``lax.map(fn, xs)``, unrolled when `UNROLL_TASK_LOOPS`."""
+  n = jax.tree.leaves(xs)[0].shape[0]
+  _, ys = jax.lax.scan(lambda c, x: (c, fn(x)), None, xs,
+                       unroll=n if UNROLL_TASK_LOOPS else 1)
+  return ys
+
+
 def resolve_per_task_grads(mode: str, losses: Optional[LossFns] = None) -> str:
   """The way `per_task_grads` takes for ``mode`` on this backend and these losses:
   "auto" per `AUTO_PER_TASK_GRADS`; "vmap" needs ``losses.per_task`` and "map"
@@ -229,7 +243,7 @@ def _per_task_grads_map(losses: LossFns, params):
     (value, model_state), grads = jax.value_and_grad(loss, has_aux=True)(params)
     return grads, value, model_state
 
-  grads, task_losses, model_state = jax.lax.map(one, jnp.arange(num_tasks))
+  grads, task_losses, model_state = _task_map(one, jnp.arange(num_tasks))
   # The model state (BatchNorm statistics) of the main task's batch, as per_sample's.
   return grads, task_losses, jax.tree.map(lambda s: s[0], model_state)
 
@@ -239,7 +253,7 @@ def _per_task_grads_vjp(losses: LossFns, params):
   task_losses, vjp_fn, model_state = jax.vjp(
       mean_task_losses(losses), params, has_aux=True)
   eye = jnp.eye(task_losses.shape[0], dtype=task_losses.dtype)
-  grads = jax.lax.map(lambda e: vjp_fn(e)[0], eye)
+  grads = _task_map(lambda e: vjp_fn(e)[0], eye)
   return grads, task_losses, model_state
 
 

@@ -117,3 +117,16 @@ def test_per_task_grads_rejects_an_unknown_way():
   with pytest.raises(ValueError, match="unknown per_task_grads 'loop'"):
     resolve_per_task_grads("loop")
   assert resolve_per_task_grads("auto") in ("vmap", "map", "vjp")
+
+
+def test_attittud_basis_map_equals_vmap():
+  from aux_jax.rules.attittud import subspace_basis
+  key = jax.random.key(0)
+  x = jax.random.normal(key, (6, 3))
+  params = {"a": jax.random.normal(jax.random.key(1), (3, 4)),
+            "b": jax.random.normal(jax.random.key(2), (4,))}
+  fn = lambda p: jnp.tanh(x @ p["a"]) @ p["b"]
+  got = [jax.jit(lambda p, b=b: subspace_basis(fn, p, key, 3, 1, batched=b))(params)
+         for b in ("vmap", "map")]
+  _allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(got[0]["a"]))) > 0.1

@@ -6,7 +6,8 @@ random inputs.
         [--out=benchmarks/results/steps_<device>.json]
 
 For every method of `aux_jax.methods.METHODS` its lower step (phase = the method's
-name), the upper step of the learnable ones (``<method>_upper``), MAOAL's iteration
+name; ``taskgen`` in its own setting: the same T·B images as one task plus AuxiLearn's
+generated sub-class task), the upper step of the learnable ones (``<method>_upper``), MAOAL's iteration
 (``interval`` lower steps and one upper step, per lower step), MAOAL's reference
 M-pass lower step (``maoal_lower_per_module``) and each way of taking per-task
 gradients alone (``per_task_grads_<way>``). For each phase, from XLA's compiled
@@ -49,7 +50,8 @@ from aux_jax.methods import METHODS  # noqa: E402
 from aux_jax.methods import base as base_module  # noqa: E402
 from aux_jax.methods.base import PER_TASK_GRADS, per_task_grads  # noqa: E402
 from aux_jax.train.experiment import build_experiment  # noqa: E402
-from configs import maoal_cifar100_20  # noqa: E402
+from aux_jax.data.shared_input import with_subclass_task  # noqa: E402
+from configs import auxilearn_taskgen_cifar10, maoal_cifar100_20  # noqa: E402
 
 _GROUP = re.compile(r"(feature_group_count|batch_group_count)\s*=\s*(\d+)")
 
@@ -127,8 +129,12 @@ def measure(fn: Callable, arg, repeats: int, carry: bool = True):
 
 
 def _config(method: str, batch, dev_batch, width, stage_sizes, dtype, interval,
-            per_task: str, maoal_lower: str, unroll: bool):
-  cfg = maoal_cifar100_20.get_config(method)
+            per_task: str, maoal_lower: str, unroll: bool, num_tasks: int = 1):
+  if method == "taskgen":  # its own setting: one task and its generated sub-class task
+    cfg = auxilearn_taskgen_cifar10.get_config("learned")
+    batch = num_tasks * batch
+  else:
+    cfg = maoal_cifar100_20.get_config(method)
   cfg.data.batch_size, cfg.data.dev_batch_size = batch, dev_batch
   cfg.data.augment = False
   cfg.model.kwargs.width = width
@@ -136,8 +142,10 @@ def _config(method: str, batch, dev_batch, width, stage_sizes, dtype, interval,
   cfg.model.dtype = dtype
   cfg.hyper.interval = interval
   cfg.method.per_task_grads = per_task
-  # XLA's cost analysis counts a loop body once: unroll the Neumann series.
-  cfg.hyper.solver_kwargs.neumann.unroll = unroll
+  # XLA's cost analysis counts a loop body once: unroll the Neumann series (its
+  # default unrolls up to 10 terms).
+  if unroll:
+    cfg.hyper.solver_kwargs.neumann.unroll = True
   if method == "gradnorm":  # the last shared layer of this depth
     cfg.method.kwargs.layer = rf"^stage4/block{stage_sizes[-1] - 1}/conv2/"
   if method == "maoal":
@@ -181,7 +189,8 @@ def _run(methods, batch, dev_batch, width, stage_sizes, num_tasks, dtype, repeat
           "dtype": dtype,
           "per_task_grads": per_task, "unrolled": unroll}
   cfg_args = (batch, dev_batch, width, stage_sizes, dtype, interval)
-  cfg = lambda m, lower=maoal_lower: _config(m, *cfg_args, per_task, lower, unroll)
+  cfg = lambda m, lower=maoal_lower: _config(m, *cfg_args, per_task, lower, unroll,
+                                             num_tasks)
   phases: dict[str, tuple[dict, list]] = {}
 
   def put(name, info, times):
@@ -191,7 +200,13 @@ def _run(methods, batch, dev_batch, width, stage_sizes, num_tasks, dtype, repeat
   n_upper = max(1, repeats // 4)
 
   for method in methods:
-    exp = build_experiment(cfg(method), data)
+    if method == "taskgen":
+      # The same T·B images per step, as one task plus AuxiLearn's sub-class task.
+      one = random_data(1, per_task=4 * batch * num_tasks, dev=2 * dev_batch,
+                        size=image_size)
+      exp = build_experiment(cfg(method), with_subclass_task(one, 5))
+    else:
+      exp = build_experiment(cfg(method), data)
     state = exp.init()
     info, times, (state, _) = measure(exp.lower_step, state, repeats)
     put(method, info, times)

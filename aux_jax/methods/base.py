@@ -156,10 +156,12 @@ def weighted_loss_grad(losses: LossFns, params, task_weights: jax.Array):
 # backward passes (`lax.map`) with one-hot task cotangents.
 PER_TASK_GRADS = ("auto", "vmap", "map", "vjp")
 
-# What "auto" means per backend. cpu: measured (benchmarks/steps.py, 2-core CPU,
-# benchmarks/results/); gpu and tpu: not measured yet -- "map" avoids cuDNN's grouped
-# convolution kernels at the same FLOPs.
-AUTO_PER_TASK_GRADS = {"cpu": "map", "gpu": "map", "tpu": "vmap"}
+# What "auto" means per backend. cpu: measured (benchmarks/steps.py on a 2-core CPU,
+# benchmarks/results/steps_cpu.json: per-task gradients at the CIFAR-100/20 shapes,
+# map 0.35 s, vjp 3.0 s, vmap 14.9 s). gpu and tpu: NOT measured yet; "map" has the
+# FLOPs of one pass and no grouped convolutions (slow kernels in cuDNN), "vjp" T times
+# the backward FLOPs; benchmarks/gpu_table.sh measures all three.
+AUTO_PER_TASK_GRADS = {"cpu": "map", "gpu": "map", "tpu": "map"}
 
 
 # Unroll the loops over tasks of "map" and "vjp" in the compiled program (the same

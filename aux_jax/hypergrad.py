@@ -96,7 +96,7 @@ def neumann(
     steps: int = 3,
     step: float = 1e-3,
     scale_by_step: bool = True,
-    unroll: Optional[bool] = None,
+    unroll: bool = False,
 ) -> tuple[PyTree, HypergradInfo]:
   """Truncated Neumann series p = [α] Σ_{j=0..steps} (I − α Jᵀ)^j v₀.
 
@@ -108,9 +108,9 @@ def neumann(
     step: α.
     scale_by_step: multiply the sum by α (a consistent estimator of (Jᵀ)⁻¹v₀). False
       reproduces AuxiLearn's and MAOAL's convention.
-    unroll: unroll the loop in the compiled program (the same arithmetic). None: when
-      ``steps`` ≤ 10 (on a CPU the rolled loop of a ResNet upper step ran ~10× slower;
-      XLA's cost analysis also counts a loop's body once, an unrolled loop in full).
+    unroll: unroll the loop in the compiled program: the same arithmetic, a longer
+      compilation. On a CPU the rolled loop of a ResNet-18 upper step ran ~10× slower
+      (benchmarks/steps.py); XLA's cost analysis counts a rolled loop's body once.
 
   Returns:
     (p, info), p a pytree like ``v0``.
@@ -125,8 +125,7 @@ def neumann(
     return (v, optax.tree.add(p, v)), None
 
   (v_last, p), _ = jax.lax.scan(body, (v0, v0), None, length=steps,
-                                unroll=max(steps, 1) if (steps <= 10 if unroll is None
-                                                         else unroll) else 1)
+                                unroll=max(steps, 1) if unroll else 1)
   scale = step if scale_by_step else 1.0
   p = optax.tree.scale(scale, p)
   first, last = optax.tree.norm(v0), optax.tree.norm(v_last)

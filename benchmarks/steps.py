@@ -142,10 +142,8 @@ def _config(method: str, batch, dev_batch, width, stage_sizes, dtype, interval,
   cfg.model.dtype = dtype
   cfg.hyper.interval = interval
   cfg.method.per_task_grads = per_task
-  # XLA's cost analysis counts a loop body once: unroll the Neumann series (its
-  # default unrolls up to 10 terms).
-  if unroll:
-    cfg.hyper.solver_kwargs.neumann.unroll = True
+  # XLA's cost analysis counts a loop body once: unroll the Neumann series.
+  cfg.hyper.solver_kwargs.neumann.unroll = unroll
   if method == "gradnorm":  # the last shared layer of this depth
     cfg.method.kwargs.layer = rf"^stage4/block{stage_sizes[-1] - 1}/conv2/"
   if method == "maoal":

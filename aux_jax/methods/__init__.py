@@ -24,7 +24,7 @@ _REGISTRY = {
     "unif": (lambda t, p, s, **kw: unif(t), False),
     "gcs": (lambda t, p, s, **kw: gcs(t), False),
     "auxl": (lambda t, p, s, **kw: auxl(t, **kw), False),
-    "maoal": (lambda t, p, s, **kw: maoal(t, p), True),
+    "maoal": (lambda t, p, s, **kw: maoal(t, p, **kw), True),
     "pcgrad": (lambda t, p, s, **kw: pcgrad(t, **kw), False),
     "cagrad": (lambda t, p, s, **kw: cagrad(t, **kw), False),
     "gradnorm": (lambda t, p, s, **kw: gradnorm(t, p, **kw), True),
@@ -47,13 +47,13 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       (needed by ``maoal``, ``gradnorm`` (leaf paths) and ``attittud`` (leaf shapes)).
     tasks: the tasks' `TaskSpec` (needed by ``taskgen``: class counts, input shape).
     **kwargs: method options from ``config.method.kwargs``:
-      ``auxl``: net, hidden, monotone; ``cagrad``: c (the paper's), num_iterations,
-      rescale; ``gradnorm``: alpha, lr, layer, min_weight; ``olaux``: every_n, beta,
-      model_lr, momentum, initial_aux_weight; ``slgrad``: scale; ``attittud``:
-      num_basis, nsamples, pca_every, lambdas, power_iters, body, primary_weight,
-      main_samples; ``taskgen``: aux_weight, learn_labeler, labeler_features.
-      ``pcgrad`` takes none (a TypeError on any);
-      ``stl``/``equal``/``unif``/``gcs``/``maoal`` ignore them.
+      ``auxl``: net, hidden, monotone; ``maoal``: lower, floor; ``cagrad``: c (the
+      paper's), num_iterations, rescale; ``gradnorm``: alpha, lr, layer, min_weight;
+      ``olaux``: every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``:
+      scale; ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
+      primary_weight, main_samples; ``taskgen``: aux_weight, learn_labeler,
+      labeler_features. ``pcgrad`` takes none (a TypeError on any);
+      ``stl``/``equal``/``unif``/``gcs`` ignore them.
 
   Raises:
     ValueError: unknown name, or a missing partition.

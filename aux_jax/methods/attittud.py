@@ -59,7 +59,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aux_jax.methods.base import Method, MethodState, per_task_grads, task_metrics
+from aux_jax.methods.base import (Method, MethodState, per_task_grads,
+                                  resolve_per_task_grads, task_metrics)
 from aux_jax.partition import Partition
 from aux_jax.rules.attittud import combine as attittud_combine
 from aux_jax.rules.attittud import subspace_basis
@@ -168,7 +169,11 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
       return losses.per_sample({"backbone": bb, "heads": heads})[0][0, :n]
 
     def rebuild(old):
-      new = subspace_basis(main_losses, backbone, key, k, power_iters)
+      # The k products batched as the per-task gradients are (config
+      # method.per_task_grads): vmap only where grouped convolutions are fine.
+      way = resolve_per_task_grads(losses.per_task_grads, losses)
+      new = subspace_basis(main_losses, backbone, key, k, power_iters,
+                           batched="vmap" if way == "vmap" else "map")
       return jax.tree.map(
           lambda v, o: jnp.concatenate(
               [v.astype(o.dtype), jnp.zeros((num_basis - k,) + v.shape[1:], o.dtype)]),

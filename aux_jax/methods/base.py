@@ -47,6 +47,19 @@ class LossFns(NamedTuple):
   computed from its own copy ``stacked_params[t]`` (every leaf with a leading T axis).
   When given, `per_task_grads` gets all T gradients from one backward pass.
 
+  ``one_task`` is optional: ``one_task(params, t) -> (f32[B] losses, model_state)``
+  is task t's row of ``per_sample`` computed from task t's own batch alone (t may be
+  traced); the ``"map"`` way of `per_task_grads`.
+
+  ``scaled`` is optional: ``scaled(params, layer_scales) -> (f32[T, B], model_state)``
+  is ``per_sample`` whose backward pass multiplies task t's output cotangent of the
+  backbone layer at path p by ``layer_scales[p][t]`` (and divides its input cotangent
+  by it; `aux_jax.models.backward_scale`). Given only where tasks have their own rows
+  (MAOAL's one-pass lower step).
+
+  ``per_task_grads``: how `per_task_grads` gets per-task gradients (``"auto"``,
+  ``"vmap"``, ``"map"``, ``"vjp"``; config ``method.per_task_grads``).
+
   ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
   losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
   auxiliary network combines (`per_sample` is their mean over valid pixels).
@@ -58,6 +71,9 @@ class LossFns(NamedTuple):
   per_pixel: Optional[Callable[[PyTree], tuple[jax.Array, jax.Array, PyTree]]] = None
   inputs: Any = None
   targets: Any = None
+  one_task: Optional[Callable[[PyTree, Any], tuple[jax.Array, PyTree]]] = None
+  scaled: Optional[Callable[[PyTree, dict], tuple[jax.Array, PyTree]]] = None
+  per_task_grads: str = "auto"
 
 
 class TaskSpec(NamedTuple):
@@ -134,19 +150,77 @@ def weighted_loss_grad(losses: LossFns, params, task_weights: jax.Array):
   return grads, task_losses, model_state
 
 
-def per_task_grads(losses: LossFns, params):
+# `per_task_grads` ways. "vmap": T stacked parameter copies, one backward pass (XLA
+# turns the copies into grouped convolutions); "map": `lax.map` over tasks, each its
+# own forward and backward pass on its own batch; "vjp": one forward pass, then T
+# backward passes (`lax.map`) with one-hot task cotangents.
+PER_TASK_GRADS = ("auto", "vmap", "map", "vjp")
+
+# What "auto" means per backend. cpu: measured (benchmarks/steps.py on a 2-core CPU,
+# benchmarks/results/steps_cpu.json: per-task gradients at the CIFAR-100/20 shapes,
+# map 0.35 s, vjp 3.0 s, vmap 14.9 s). gpu and tpu: NOT measured yet; "map" has the
+# FLOPs of one pass and no grouped convolutions (slow kernels in cuDNN), "vjp" T times
+# the backward FLOPs; benchmarks/gpu_table.sh measures all three.
+AUTO_PER_TASK_GRADS = {"cpu": "map", "gpu": "map", "tpu": "map"}
+
+
+# Unroll the loops over tasks of "map" and "vjp" in the compiled program (the same
+# arithmetic). benchmarks/steps.py sets it: XLA's cost analysis counts a loop's body
+# once, an unrolled loop in full.
+UNROLL_TASK_LOOPS = False
+
+
+def _task_map(fn, xs):
+  """``lax.map(fn, xs)``, unrolled when `UNROLL_TASK_LOOPS`."""
+  n = jax.tree.leaves(xs)[0].shape[0]
+  _, ys = jax.lax.scan(lambda c, x: (c, fn(x)), None, xs,
+                       unroll=n if UNROLL_TASK_LOOPS else 1)
+  return ys
+
+
+def resolve_per_task_grads(mode: str, losses: Optional[LossFns] = None) -> str:
+  """The way `per_task_grads` takes for ``mode`` on this backend and these losses:
+  "auto" per `AUTO_PER_TASK_GRADS`; "vmap" needs ``losses.per_task`` and "map"
+  ``losses.one_task`` (else "vjp").
+
+  Raises:
+    ValueError: an unknown mode.
+  """
+  if mode not in PER_TASK_GRADS:
+    raise ValueError(f"unknown per_task_grads {mode!r}; expected one of {PER_TASK_GRADS}")
+  if mode == "auto":
+    mode = AUTO_PER_TASK_GRADS.get(jax.default_backend(), "map")
+  if losses is not None:
+    if mode == "vmap" and losses.per_task is None:
+      mode = "vjp"
+    if mode == "map" and losses.one_task is None:
+      mode = "vjp"
+  return mode
+
+
+def per_task_grads(losses: LossFns, params, mode: Optional[str] = None):
   """Per-task gradients of the batch-mean losses ∇_θ mean_b ℓ_t, t = 0..T−1.
 
-  With `LossFns.per_task`: one forward and one backward pass, differentiating
-  Σ_t ℓ_t(θ_t) w.r.t. T copies θ_t = θ. Otherwise the reference path
-  `per_task_grads_reference`.
+  Args:
+    losses: the step's losses.
+    params: θ.
+    mode: one of `PER_TASK_GRADS` (None: ``losses.per_task_grads``), resolved by
+      `resolve_per_task_grads`. All ways give the same gradients (up to rounding).
 
   Returns:
     (grads: pytree like params with a leading T axis on every leaf, f32[T] losses,
      model_state).
   """
-  if losses.per_task is None:
-    return per_task_grads_reference(losses, params)
+  mode = resolve_per_task_grads(losses.per_task_grads if mode is None else mode, losses)
+  if mode == "vmap":
+    return _per_task_grads_stacked(losses, params)
+  if mode == "map":
+    return _per_task_grads_map(losses, params)
+  return _per_task_grads_vjp(losses, params)
+
+
+def _per_task_grads_stacked(losses: LossFns, params):
+  """Σ_t ℓ_t(θ_t) differentiated w.r.t. T copies θ_t = θ: one forward, one backward."""
   num_tasks = jax.eval_shape(losses.per_sample, params)[0].shape[0]
   stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_tasks,) + x.shape), params)
 
@@ -159,9 +233,35 @@ def per_task_grads(losses: LossFns, params):
   return grads, task_losses, model_state
 
 
+def _per_task_grads_map(losses: LossFns, params):
+  """One forward and backward pass per task on its own batch, in a `lax.map`."""
+  num_tasks = jax.eval_shape(losses.per_sample, params)[0].shape[0]
+
+  def one(t):
+    def loss(p):
+      per_sample, model_state = losses.one_task(p, t)
+      return jnp.mean(per_sample), model_state
+
+    (value, model_state), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    return grads, value, model_state
+
+  grads, task_losses, model_state = _task_map(one, jnp.arange(num_tasks))
+  # The model state (BatchNorm statistics) of the main task's batch, as per_sample's.
+  return grads, task_losses, jax.tree.map(lambda s: s[0], model_state)
+
+
+def _per_task_grads_vjp(losses: LossFns, params):
+  """One forward pass, then T backward passes with one-hot cotangents (`lax.map`)."""
+  task_losses, vjp_fn, model_state = jax.vjp(
+      mean_task_losses(losses), params, has_aux=True)
+  eye = jnp.eye(task_losses.shape[0], dtype=task_losses.dtype)
+  grads = _task_map(lambda e: vjp_fn(e)[0], eye)
+  return grads, task_losses, model_state
+
+
 def per_task_grads_reference(losses: LossFns, params):
   """Per-task gradients by one forward and T backward passes (vmap over one-hot
-  cotangents): simple, and the reference the fast path is tested against."""
+  cotangents): simple, and the reference the other ways are tested against."""
   task_losses, vjp_fn, model_state = jax.vjp(
       mean_task_losses(losses), params, has_aux=True)
   num_tasks = task_losses.shape[0]

@@ -11,16 +11,35 @@ implicit hypergradient of the dev loss through G (`aux_jax.hypergrad`); J = ∂G
 not symmetric, so the estimator uses vector–Jacobian products, and
 
     dL/dW_{k,m} = −s · 1[W_{k,m} > 0] · ⟨∇_{θ_m} ℓ_k, p_m⟩,   Jᵀp = ∇_{θ_s} L_dev.
+
+How G is computed (``lower``; all give the same G and the same derivatives of G):
+
+* ``"one_pass"`` (default where the losses allow it, `LossFns.scaled`): one forward
+  and one backward pass of Σ_t h_t ℓ_t (h = (1, 1/K, …), the heads' weights) in which
+  every backbone layer of module m scales task t's output cotangent by
+  r[t, m] = c[t, m]/h_t (1 for the main task, ω_{k,m} for auxiliary task k) and
+  divides its input cotangent by it (`aux_jax.models.backward_scale`). Tasks have
+  their own rows and per-chunk BatchNorm statistics, so task t's cotangent never
+  mixes with another's and each layer's weight gradient is Σ_t c[t, m] ∇ℓ_t. A zero
+  ω_{k,m} cannot be divided by: r is floored at ``floor`` × max_m r[t, m] (a zeroed
+  module then receives floor·ω_max·∇ℓ_k/K, below float32 rounding for the default
+  1e-6; the derivative w.r.t. ω is taken as if unfloored), and a task whose ω are
+  all zero is dropped from the backbone exactly.
+* ``"per_module"`` (the original's way, the reference): one forward and M backward
+  passes, G_m from the m-th (many modules, M ≥ T: the T per-task gradients scaled
+  per module).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
 from aux_jax.methods.base import (Method, MethodState, mean_task_losses, per_task_grads,
                                   task_metrics)
-from aux_jax.partition import Partition, module_broadcast
+from aux_jax.partition import Partition, leaf_paths, module_broadcast
 from aux_jax.rules.tree import task_combine
 
 
@@ -30,11 +49,46 @@ def task_module_coefficients(omega: jax.Array) -> jax.Array:
   return jnp.concatenate([jnp.ones((1, num_modules), omega.dtype), omega / num_aux])
 
 
-def maoal(num_tasks: int, partition: Partition) -> Method:
-  """The MAOAL `Method` for T = ``num_tasks`` tasks over ``partition``'s M modules."""
+LOWER = ("one_pass", "per_module")
+
+
+def layer_modules(partition: Partition) -> Optional[dict[str, int]]:
+  """``{layer path: module}`` for the layers owning backbone parameters (a leaf path
+  without its last key), or None when a layer's parameters lie in several modules
+  (e.g. ``param_wise``), or a layer contains another: then no one-pass lower step."""
+  out: dict[str, int] = {}
+  for path, m in zip(leaf_paths(partition.assignment), partition.leaf_modules):
+    layer = path.rpartition("/")[0]
+    if out.setdefault(layer, m) != m:
+      return None
+  if any(b.startswith(a + "/") or a == "" for a in out for b in out if a != b):
+    return None
+  return out
+
+
+def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
+          floor: float = 1e-6) -> Method:
+  """The MAOAL `Method` for T = ``num_tasks`` tasks over ``partition``'s M modules.
+
+  Args:
+    num_tasks: T (≥ 2).
+    partition: the module partition of the backbone.
+    lower: how G is computed, ``"one_pass"`` or ``"per_module"`` (see the module
+      docstring); ``"one_pass"`` falls back to ``"per_module"`` where the losses or the
+      partition do not allow it.
+    floor: the one-pass path's relative floor on the cotangent scales (0 < floor < 1).
+
+  Raises:
+    ValueError: fewer than 2 tasks, an unknown ``lower`` or a floor outside (0, 1).
+  """
   if num_tasks < 2:
     raise ValueError("maoal needs at least one auxiliary task")
+  if lower not in LOWER:
+    raise ValueError(f"maoal lower must be one of {LOWER}, got {lower!r}")
+  if not 0.0 < floor < 1.0:
+    raise ValueError(f"maoal floor must be in (0, 1), got {floor}")
   num_aux = num_tasks - 1
+  layers = layer_modules(partition) if lower == "one_pass" else None
 
   def init(key):
     del key
@@ -47,7 +101,21 @@ def maoal(num_tasks: int, partition: Partition) -> Method:
     del key
     omega = jax.nn.relu(w)
     coeff = task_module_coefficients(omega)                      # [T, M]
-    if partition.num_modules < num_tasks:
+    if layers is not None and losses.scaled is not None:
+      # G from one backward pass with per-layer, per-task cotangent scales r[t, m].
+      ratio = jnp.concatenate([jnp.ones((1, partition.num_modules), omega.dtype), omega])
+      floored = jnp.maximum(ratio, floor * jnp.max(ratio, axis=1, keepdims=True))
+      ratio = ratio + jax.lax.stop_gradient(floored - ratio)     # d/dω as unfloored
+      scales = {layer: ratio[:, m] for layer, m in layers.items()}
+
+      def total(p):
+        per_sample, model_state = losses.scaled(p, scales)
+        task_losses = jnp.mean(per_sample, axis=1)
+        return jnp.dot(head_w.astype(task_losses.dtype), task_losses), (
+            task_losses, model_state)
+
+      out, (task_losses, model_state) = jax.grad(total, has_aux=True)(params)
+    elif partition.num_modules < num_tasks:
       # G_m = ∇_{θ_m} Σ_t c[t, m] ℓ_t: one forward, M plain backward passes.
       task_losses, vjp_fn, model_state = jax.vjp(
           mean_task_losses(losses), params, has_aux=True)
@@ -55,6 +123,7 @@ def maoal(num_tasks: int, partition: Partition) -> Method:
                     for m in range(partition.num_modules)]
       backbone = jax.tree.map(lambda m, *gs: gs[m], partition.assignment, *per_module)
       heads = vjp_fn(head_w.astype(task_losses.dtype))[0]["heads"]
+      out = {"backbone": backbone, "heads": heads}
     else:
       # Many modules (e.g. param_wise): scale the T per-task gradients per module.
       grads, task_losses, model_state = per_task_grads(losses, params)
@@ -62,7 +131,7 @@ def maoal(num_tasks: int, partition: Partition) -> Method:
       backbone = jax.tree.map(lambda g, c: jnp.sum(c * g, axis=0),
                               grads["backbone"], scale)
       heads = task_combine(grads["heads"], head_w)
-    out = {"backbone": backbone, "heads": heads}
+      out = {"backbone": backbone, "heads": heads}
     return out, state, model_state, {**task_metrics(task_losses), "weights": omega}
 
   return Method(name="maoal", init=init, direction=direction, learnable=True,

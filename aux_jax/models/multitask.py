@@ -14,15 +14,18 @@ images would not match its inputs (a defect of the original code).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aux_jax.models.backward_scale import scaled_layers
+
 
 def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
-                       train: bool, stacked: bool = False) -> tuple[jnp.ndarray, Any]:
+                       train: bool, stacked: bool = False,
+                       layer_scales: Optional[dict] = None) -> tuple[jnp.ndarray, Any]:
   """Backbone features of every task's batch.
 
   Args:
@@ -37,6 +40,10 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
       is computed with its own copy. With copies of the same θ this gives the same
       features, but the gradient w.r.t. the copies holds every task's gradient,
       all from one backward pass (`aux_jax.methods.base.per_task_grads`).
+    layer_scales: ``{layer path: f32[T]}``: in the backward pass, task t's output
+      cotangent of that layer is multiplied by ``[t]`` and its input cotangent
+      divided by it (`aux_jax.models.backward_scale`; MAOAL's one-pass lower step).
+      The forward pass is unchanged. Training only.
 
   Returns:
     `(features f32[T, B, F], new_batch_stats)`. `new_batch_stats` is the
@@ -54,18 +61,19 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
                            train=False)
     return feats.reshape((t, b) + feats.shape[1:]), None
   params_axis = 0 if stacked else None
-  if not has_bn:
-    feats = jax.vmap(lambda p, x: backbone.apply({"params": p}, x, train=True),
-                     in_axes=(params_axis, 0))(variables["params"], images)
-    return feats, None
+  scales = dict(layer_scales or {})
 
-  def one_task(p, x):
-    feats, updates = backbone.apply({**variables, "params": p}, x, train=True,
-                                    mutable=["batch_stats"])
+  def one_task(p, x, s):
+    with scaled_layers(s):
+      if not has_bn:
+        return backbone.apply({"params": p}, x, train=True), None
+      feats, updates = backbone.apply({**variables, "params": p}, x, train=True,
+                                      mutable=["batch_stats"])
     return feats, updates["batch_stats"]
 
-  feats, stats = jax.vmap(one_task, in_axes=(params_axis, 0))(variables["params"], images)
-  return feats, jax.tree.map(lambda s: s[0], stats)
+  feats, stats = jax.vmap(one_task, in_axes=(params_axis, 0, 0))(
+      variables["params"], images, scales)
+  return feats, None if stats is None else jax.tree.map(lambda s: s[0], stats)
 
 
 def single_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,

@@ -77,7 +77,8 @@ def orthonormalize(vectors: PyTree) -> PyTree:
 
 
 def subspace_basis(per_example_losses_fn: Callable[[PyTree], jax.Array], params: PyTree,
-                   key: jax.Array, k: int, power_iters: int = 0) -> PyTree:
+                   key: jax.Array, k: int, power_iters: int = 0,
+                   batched: str = "vmap") -> PyTree:
   """Orthonormal basis of (an approximation of) the span of per-example gradients.
 
   Args:
@@ -88,6 +89,8 @@ def subspace_basis(per_example_losses_fn: Callable[[PyTree], jax.Array], params:
     k: basis size (1 ≤ k ≤ D, D the number of parameters). With k ≥ n the
       basis contains the whole span of the n per-example gradients.
     power_iters: number of power iterations (static, ≥ 0).
+    batched: how the k products run: ``"vmap"`` (batched; on convolutions XLA makes
+      grouped convolutions) or ``"map"`` (one after another, `lax.map`). Same result.
 
   Returns:
     V, a pytree like ``params`` with a leading axis k on every leaf; its k
@@ -99,6 +102,9 @@ def subspace_basis(per_example_losses_fn: Callable[[PyTree], jax.Array], params:
   """
   if power_iters < 0:
     raise ValueError(f"power_iters must be >= 0, got {power_iters}.")
+  if batched not in ("vmap", "map"):
+    raise ValueError(f"batched must be 'vmap' or 'map', got {batched!r}.")
+  each = jax.vmap if batched == "vmap" else (lambda f: lambda xs: jax.lax.map(f, xs))
   dim = sum(jnp.size(x) for x in jax.tree.leaves(params))
   if not 1 <= k <= dim:
     raise ValueError(f"k must be in [1, {dim}] (the number of parameters), got {k}.")
@@ -108,7 +114,7 @@ def subspace_basis(per_example_losses_fn: Callable[[PyTree], jax.Array], params:
         f"per_example_losses_fn must return f[n], got shape {losses.shape}.")
 
   def jt(cotangents):  # Ωᵀ [k, n] -> Y = JᵀΩ as k rows: k VJPs batched by vmap
-    return jax.vmap(lambda c: vjp_fn(c)[0])(cotangents)
+    return each(lambda c: vjp_fn(c)[0])(cotangents)
 
   omega = jax.random.normal(key, (k, losses.shape[0]), losses.dtype)  # Ωᵀ
   basis = orthonormalize(jt(omega))
@@ -119,7 +125,7 @@ def subspace_basis(per_example_losses_fn: Callable[[PyTree], jax.Array], params:
   _, jvp_fn = jax.linearize(per_example_losses_fn, params)
 
   def power_step(_, v):  # V ← orth(Jᵀ(J V)), k JVPs and k VJPs, each batched
-    return orthonormalize(jt(jax.vmap(jvp_fn)(v)))
+    return orthonormalize(jt(each(jvp_fn)(v)))
 
   return jax.lax.fori_loop(0, power_iters, power_step, basis)
 

@@ -179,7 +179,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
         g, val, theta, state.method.phi, solver=cfg.hyper.solver,
         symmetric=method.symmetric, solver_kwargs=solver_kwargs)
     phi, meta_state, metrics = meta.update(hg, info, state.meta_state, state.method.phi)
-    metrics["dev_loss"] = val(theta)
+    metrics["dev_loss"] = info.val_loss  # evaluated once, inside the hypergradient
     return state._replace(method=MethodState(phi, mstate), meta_state=meta_state), metrics
 
   def lower_step(state: TrainState):

@@ -123,6 +123,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
 
   x0 = jnp.zeros((2,) + data.image_shape, dtype)
   variables = backbone.init(keys.init, x0, train=False)
+  per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
 
   def losses_at(batch_stats, step) -> LossFns:
@@ -139,12 +140,19 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
     dimages = data.preprocess(dimages, dtype)
 
-    def per_sample(params, targets=None):
+    def per_sample(params, targets=None, layer_scales=None):
       feats, new_stats = multitask_features(
-          backbone, _variables(params, batch_stats), images, train=True)
+          backbone, _variables(params, batch_stats), images, train=True,
+          layer_scales=layer_scales)
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
       y = labels if targets is None else targets
       return task_losses.masked_cross_entropy(logits, y, num_classes[:, None]), new_stats
+
+    def one_task(params, t):  # task t's chunk alone: as row t of per_sample
+      feats, new_stats = single_features(
+          backbone, _variables(params, batch_stats), images[t], train=True)
+      logits = apply_head(params["heads"], t, feats.astype(jnp.float32))
+      return task_losses.masked_cross_entropy(logits, labels[t], num_classes[t]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
@@ -159,7 +167,9 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
       return jnp.mean(task_losses.masked_cross_entropy(logits, dlabels, num_classes[0]))
 
-    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, inputs=images,
+    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, one_task=one_task,
+                   scaled=lambda params, scales: per_sample(params, layer_scales=scales),
+                   per_task_grads=per_task_mode, inputs=images,
                    targets=labels)
 
   eval_batch = _eval_batch(cfg, mesh)
@@ -217,6 +227,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
 
   x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)
   variables = backbone.init(keys.init, x0, train=False)
+  per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
 
   def outputs(params, batch_stats, x, train):
@@ -255,7 +266,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0]))
 
     return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
-                   inputs=x, targets=tuple(ys))
+                   per_task_grads=per_task_mode, inputs=x, targets=tuple(ys))
 
   eval_batch = _eval_batch(cfg, mesh)
 

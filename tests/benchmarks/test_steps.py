@@ -1,25 +1,43 @@
-"""CPU smoke run of benchmarks/steps.py with tiny sizes (the timings are not checked)."""
+"""CPU smoke run of benchmarks/steps.py with tiny sizes and a few methods: the records'
+structure, and the structural claims (timings are not checked)."""
 
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import steps
 
 
-def test_steps_benchmark_reports_every_phase():
-  spec = importlib.util.spec_from_file_location(
-      "steps_benchmark", os.path.join(ROOT, "benchmarks", "steps.py"))
-  steps = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(steps)
+def test_grouped_convs_counts_group_counts_above_one():
+  text = "\n".join([
+      "%c = stablehlo.convolution(%a, %b) {batch_group_count = 1 : i64, "
+      "feature_group_count = 11 : i64}",
+      "%d = stablehlo.convolution(%a, %b) {batch_group_count = 1 : i64, "
+      "feature_group_count = 1 : i64}",
+      "conv = f32[1]{0} convolution(a, b), batch_group_count=3, feature_group_count=3"])
+  assert steps.grouped_convs(text) == 2
+
+
+def test_steps_benchmark_reports_structure_of_every_phase():
+  # Lower steps only, one method: compile time dominates (the upper steps and MAOAL's
+  # M-pass reference are tested for equality in tests/methods/test_fast_paths.py).
   lines = []
-  records = steps.run(batch=2, dev_batch=2, width=2, repeats=1, interval=2,
-                      num_tasks=3, stage_sizes=(1, 1, 1, 1), print_fn=lines.append)
-  phases = [r["phase"] for r in records]
-  assert phases == ["stl", "equal", "gcs", "maoal_lower", "maoal_upper",
-                    "maoal_iteration", "auxl_lower", "auxl_upper"]
+  records = steps.run(methods=["maoal"], batch=2, dev_batch=2, width=4,
+                      stage_sizes=(1, 1, 1, 1), num_tasks=3, repeats=1, interval=2,
+                      image_size=8, upper=False, reference=False,
+                      print_fn=lines.append)
+  by = {r["phase"]: r for r in records}
+  assert list(by) == ["equal", "per_task_grads_vmap", "per_task_grads_map",
+                      "per_task_grads_vjp", "maoal"]
   assert len(lines) == len(records)
-  equal = next(r for r in records if r["phase"] == "equal")
-  assert equal["ratio_to_equal"] == 1.0
+  assert by["equal"]["flops_to_equal"] == 1.0
   for r in records:
+    assert r["flops"] > 0 and r["device"] and r["jax"] and r["batch_per_task"] == 2
     assert r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"]
-    assert r["device"] and r["jax"] and r["batch_per_task"] == 2
+  # vmap over stacked parameters makes grouped convolutions; the other ways do not.
+  assert by["per_task_grads_vmap"]["grouped_convs"] > 0
+  assert by["per_task_grads_map"]["grouped_convs"] == 0
+  assert by["per_task_grads_vjp"]["grouped_convs"] == 0
+  # The unrolled loops count every task: T one-hot backward passes cost more than one
+  # pass per task.
+  assert by["per_task_grads_vjp"]["flops"] > 1.5 * by["per_task_grads_map"]["flops"]
+  # MAOAL's one-pass lower step costs about an Equal step.
+  assert by["maoal"]["flops_to_equal"] <= 1.15
+  assert by["maoal"]["grouped_convs"] == 0
+  assert "|" in steps.table(records)

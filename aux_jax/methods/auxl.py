@@ -12,7 +12,10 @@ weight normalisation, output = mean + main loss). What g_φ sees (``inputs``):
   (AuxiLearn's NYUv2 ConvNet; needs `LossFns.per_pixel`).
 
 G = ∇_θ L_T is the gradient of one scalar, so J is a Hessian (symmetric), and φ is
-trained by the implicit hypergradient over all parameters.
+trained by the implicit hypergradient over ``hyper_wrt``: ``"all"`` parameters
+(AuxiLearn's NYUv2 and Pet trainers) or the ``"shared"`` backbone only, heads held
+fixed, J = H_ss the backbone block of the Hessian (the AuxL baseline of MAOAL's code,
+which passes only the shared parameters to its meta optimizer).
 
 The logged "weights" are the effective auxiliary weights Σ ∂g_φ/∂ℓ_{·,k} at the current
 losses (summed over samples/pixels; for L = Σ_k w_k · mean ℓ_k this is w_k), k = 1..K.
@@ -30,8 +33,11 @@ INPUTS = ("batch", "sample", "pixel")
 
 
 def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True,
-         inputs: str = "batch", **net_kwargs) -> Method:
-  """The AuxL `Method`: auxiliary network ``net`` over the losses named by ``inputs``."""
+         inputs: str = "batch", hyper_wrt: str = "all", **net_kwargs) -> Method:
+  """The AuxL `Method`: auxiliary network ``net`` over the losses named by ``inputs``,
+  hypergradient over ``hyper_wrt`` (``"all"`` | ``"shared"``)."""
+  if hyper_wrt not in ("all", "shared"):
+    raise ValueError(f"auxl hyper_wrt must be 'all' or 'shared', got {hyper_wrt!r}")
   if inputs not in INPUTS:
     raise ValueError(f"auxl inputs must be one of {INPUTS}, got {inputs!r}")
   if (net == "conv") != (inputs == "pixel"):
@@ -87,4 +93,4 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
     return grads, state, model_state, {**task_metrics(task_losses), "weights": eff[1:]}
 
   return Method(name="auxl", init=init, direction=direction, learnable=True,
-                symmetric=True, projection=auxnet.projection, hyper_wrt="all")
+                symmetric=True, projection=auxnet.projection, hyper_wrt=hyper_wrt)

@@ -112,7 +112,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   solver_kwargs = optimizers.solver_kwargs(cfg.hyper) if method.learnable else {}
   tx = optimizers.lower_optimizer(cfg.optim)
   meta = meta_optimizer(optimizers.upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
-                        projection=method.projection)
+                        projection=method.projection,
+                        on_diverged=cfg.hyper.get("on_diverged", "skip"))
   step_key = keys.step
 
   @functools.partial(jax.jit, out_shardings=replicated)
@@ -212,9 +213,11 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
 
 
 def counters(state: TrainState) -> dict:
-  """Hypergradients applied and skipped so far (zeros for methods without φ)."""
+  """Hypergradients applied, skipped, and diverged (applied or not, by
+  ``hyper.on_diverged``) so far; zeros for methods without φ."""
   return {"hypergrad_applied": int(state.meta_state.num_updates),
-          "hypergrad_skipped": int(state.meta_state.num_skipped)}
+          "hypergrad_skipped": int(state.meta_state.num_skipped),
+          "hypergrad_diverged": int(state.meta_state.num_diverged)}
 
 
 def initialize_from(state: TrainState, model: PyTree, source_tasks, task_names

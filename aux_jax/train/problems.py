@@ -122,10 +122,12 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
     images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
-    images = data.preprocess(images, dtype)
+    # Crop/flip the raw pixels (zero padding is black, as torchvision's RandomCrop on
+    # the uint8 image), then normalise.
     if cfg.data.augment:
       images = augment.random_crop_flip(
           jax.random.fold_in(keys.step, step), images, pad=cfg.data.crop_pad)
+    images = data.preprocess(images, dtype)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dimages, dlabels = dev_x[didx], dev_y[didx]
     if shard_dev:
@@ -218,10 +220,10 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   def losses_at(batch_stats, step) -> LossFns:
     idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
     x = sharding.shard_batch(train_x[idx], mesh)
-    x = data.preprocess(x, dtype)
-    if cfg.data.augment:
+    if cfg.data.augment:  # raw pixels first: black zero padding (see separate_tasks)
       x = augment.random_crop_flip(jax.random.fold_in(keys.step, step), x[None],
                                    pad=cfg.data.crop_pad)[0]
+    x = data.preprocess(x, dtype)
     ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dx, dy = dev_x[didx], dev_y0[didx]

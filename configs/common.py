@@ -57,10 +57,14 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
       "eval_batch_size": eval_batch_size, "augment": augment, "crop_pad": crop_pad})
 
 
-def model(name: str, dtype: str = "float32", **kwargs) -> ml_collections.ConfigDict:
+def model(name: str, dtype: str = "float32", bn_stats: str = "main",
+          **kwargs) -> ml_collections.ConfigDict:
   """The ``model`` section: backbone ``name`` (`aux_jax.models`), compute ``dtype``
-  (``float32`` or ``bfloat16``; parameters stay float32)."""
-  return ml_collections.ConfigDict({"name": name, "dtype": dtype,
+  (``float32`` or ``bfloat16``; parameters stay float32), and for tasks with their own
+  images which task batches update the BatchNorm running statistics: ``"main"`` only
+  or ``"all"`` in task order, as the original MAOAL's per-task forward passes
+  (`aux_jax.models.multitask`)."""
+  return ml_collections.ConfigDict({"name": name, "dtype": dtype, "bn_stats": bn_stats,
                                     "kwargs": ml_collections.ConfigDict(kwargs)})
 
 

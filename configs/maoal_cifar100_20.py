@@ -37,7 +37,9 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c.data = common.data("cifar100_20", batch_size=BATCH, dev_batch_size=100,
                        augment=True, crop_pad=4, data_dir=None, main_coarse=14,
                        aux_coarse=tuple(range(10)), dev_fraction=0.05)
-  c.model = common.model("resnet18_cifar", width=64)
+  # BatchNorm running statistics updated by every task's batch, as the original's
+  # per-task forward passes ("main": the main task's only).
+  c.model = common.model("resnet18_cifar", bn_stats="all", width=64)
   # stem, stage1..stage4 (heads excluded)
   c.method = common.method(method or "maoal", partition="module_wise")
   c.optim = common.optim("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,

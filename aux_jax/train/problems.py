@@ -113,6 +113,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       (data.train_images, data.train_labels, data.train_counts, data.num_classes,
        data.dev_images, data.dev_labels), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
+  bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
 
   x0 = jnp.zeros((2,) + data.image_shape, dtype)
   variables = backbone.init(keys.init, x0, train=False)
@@ -136,14 +137,16 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
 
     def per_sample(params, targets=None):
       feats, new_stats = multitask_features(
-          backbone, _variables(params, batch_stats), images, train=True)
+          backbone, _variables(params, batch_stats), images, train=True,
+          bn_stats=bn_stats)
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
       y = labels if targets is None else targets
       return task_losses.masked_cross_entropy(logits, y, num_classes[:, None]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
-          backbone, _variables(stacked, batch_stats), images, train=True, stacked=True)
+          backbone, _variables(stacked, batch_stats), images, train=True, stacked=True,
+          bn_stats=bn_stats)
       heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))

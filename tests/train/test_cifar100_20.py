@@ -31,4 +31,4 @@ def test_cifar100_20_maoal_pipeline_on_mock_data():
   changed = [not np.allclose(a, b) for a, b in
              zip(np.asarray(before["heads"]["kernel"]), np.asarray(state.params["heads"]["kernel"]))]
   assert all(changed)  # every task's own head was trained
-  assert 0.0 <= exp.evaluate(state, "test")["test_accuracy"] <= 1.0
+  assert 0.0 <= exp.evaluate(exp.model(state), "test")["test_accuracy"] <= 1.0

@@ -15,7 +15,8 @@ the validation mIoU. Data: the MTAN-preprocessed NYUv2 in a user-given directory
 
 Hyper-parameters (the original's): Adam 1e-4 halved every 100 epochs, 200 epochs,
 batch 8; upper step every 50 steps, 3 Neumann steps with α = 1e-4 and no α prefactor;
-linear/nonlinear networks SGD 1e-3 (momentum 0.9), clip 25; ConvNet SGD 1e-4, clip 100.
+linear/nonlinear networks SGD 1e-3 (momentum 0.9, weight decay 1e-4), clip 25; ConvNet
+SGD 1e-4 (weight decay 1e-5), clip 100; a growing series is clipped and applied.
 An epoch is ⌈716 / 8⌉ = 90 steps (795 training images minus a 10% dev split).
 """
 
@@ -32,10 +33,18 @@ VARIANTS = {
     "maoal": dict(name="maoal"),
     "linear": dict(name="auxl", kwargs={"net": "linear", "inputs": "sample",
                                         "monotone": True, "hidden": ()}),
+    # The original's --aux-net nonlinear: 3→3→1, Softplus, no weight norm, no output bias.
     "nonlinear": dict(name="auxl", kwargs={"net": "nonlinear", "inputs": "sample",
-                                           "monotone": True, "hidden": (10, 10)}),
+                                           "monotone": True, "hidden": (3,),
+                                           "weight_norm": False, "bias_out": False}),
+    # The original's MonoNoFCCNNHyperNet: 3×3 3→8, 3×3 8→16 (bias, Softplus, 2× avg
+    # pool each), 1×1 16→1 without bias, U(0, 0.1), no weight norm, means over all
+    # pixels (no validity mask).
     "conv": dict(name="auxl", kwargs={"net": "conv", "inputs": "pixel", "monotone": True,
-                                      "hidden": (16, 16), "kernel_sizes": (1, 3)}),
+                                      "hidden": (8, 16), "kernel_sizes": (3, 3),
+                                      "pool": 2, "init_bounds": (0.0, 0.1),
+                                      "weight_norm": False, "bias_out": False,
+                                      "pixel_mask": False}),
 }
 
 
@@ -54,9 +63,12 @@ def get_config(variant: str = "nonlinear") -> ml_collections.ConfigDict:
   c.optim = common.optim("adam", lr=1e-4, momentum=0.0,
                          schedule="step",   # lr × 0.5 every decay_every steps
                          decay_every=100 * EPOCH, num_steps=200 * EPOCH)
+  # AuxiLearn applies every clipped hypergradient (no divergence test).
   c.hyper = common.hyper(interval=50, step=1e-4, optimizer="sgd",
                          lr=1e-4 if variant == "conv" else 1e-3, momentum=0.9,
-                         max_norm=100.0 if variant == "conv" else 25.0)
+                         weight_decay=1e-5 if variant == "conv" else 1e-4,
+                         max_norm=100.0 if variant == "conv" else 25.0,
+                         on_diverged="apply")
   c.train = common.train(select="miou", log_every=50, eval_every=EPOCH,
                          checkpoint_every=10 * EPOCH)
   return c

@@ -9,7 +9,9 @@ weight normalisation, output = mean + main loss). What g_φ sees (``inputs``):
 * "sample": each sample's loss vector ℓ_b ∈ R^T, g_φ averaged over the batch
   (AuxiLearn; needs tasks that share their inputs, `SharedInputData`);
 * "pixel": per-pixel loss maps f32[B, H, W, T] for the convolutional network
-  (AuxiLearn's NYUv2 ConvNet; needs `LossFns.per_pixel`).
+  (AuxiLearn's NYUv2 ConvNet; needs `LossFns.per_pixel`), averaged over the pixels
+  valid for the main task (``pixel_mask=True``) or over all pixels as the original
+  (``pixel_mask=False``; invalid pixels then enter with the loss 0 they carry).
 
 G = ∇_θ L_T is the gradient of one scalar, so J is a Hessian (symmetric), and φ is
 trained by the implicit hypergradient over ``hyper_wrt``: ``"all"`` parameters
@@ -33,7 +35,8 @@ INPUTS = ("batch", "sample", "pixel")
 
 
 def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True,
-         inputs: str = "batch", hyper_wrt: str = "all", **net_kwargs) -> Method:
+         inputs: str = "batch", hyper_wrt: str = "all", pixel_mask: bool = True,
+         **net_kwargs) -> Method:
   """The AuxL `Method`: auxiliary network ``net`` over the losses named by ``inputs``,
   hypergradient over ``hyper_wrt`` (``"all"`` | ``"shared"``)."""
   if hyper_wrt not in ("all", "shared"):
@@ -46,8 +49,9 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
   kwargs = dict(net_kwargs)
   if net in ("nonlinear", "deep_linear", "conv"):
     kwargs["hidden"] = tuple(hidden)
-  if net == "conv" and "kernel_sizes" in kwargs:
-    kwargs["kernel_sizes"] = tuple(kwargs["kernel_sizes"])
+  for key in ("kernel_sizes", "init_bounds"):
+    if key in kwargs:
+      kwargs[key] = tuple(kwargs[key])
   auxnet = get_auxnet(net, num_tasks, monotone=monotone, **kwargs)
 
   def init(key):
@@ -67,7 +71,8 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
       axes = (1, 2, 3)
       task_losses = jnp.sum(maps, axes) / jnp.maximum(jnp.sum(valid, axes), 1.0)
       # Average over pixels valid for the main task (AuxiLearn's mask).
-      return jnp.moveaxis(maps, 0, -1), valid[0], task_losses, model_state
+      return (jnp.moveaxis(maps, 0, -1), valid[0] if pixel_mask else None, task_losses,
+              model_state)
     if inputs == "sample":
       per_sample, model_state = losses.per_sample(p)
       return per_sample.T, None, jnp.mean(per_sample, axis=1), model_state

@@ -127,8 +127,11 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
   elif kind == "regression":
     out["sq_err"] = jnp.sum(mask * jnp.mean(jnp.square(z - target), -1))
   elif kind == "segmentation":
-    out["conf"] = dense.confusion_matrix(jnp.argmax(z, -1), jnp.where(keep, target, -1),
-                                         num_outputs)
+    pred = jnp.argmax(z, -1)
+    out["conf"] = dense.confusion_matrix(pred, jnp.where(keep, target, -1), num_outputs)
+    per_image = dense.per_image_segmentation(pred, target, num_outputs)
+    out["miou_per_image"] = jnp.sum(mask * per_image["miou"])
+    out["pixel_acc_per_image"] = jnp.sum(mask * per_image["pixel_acc"])
   elif kind == "depth":
     out["depth"] = dense.depth_error_sums(z, jnp.where(keep, target, 0.0))
   elif kind == "normal":
@@ -138,7 +141,14 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
 
 def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
   """Metrics from summed `eval_stats` (higher-is-better keys for model selection:
-  accuracy, neg_mse, miou, pixel_acc, neg_abs_err, neg_mean_angle)."""
+  accuracy, neg_mse, miou_dataset, miou_per_image, pixel_acc_dataset,
+  pixel_acc_per_image, neg_abs_err, neg_mean_angle).
+
+  Segmentation has two mIoUs, named apart: ``miou_dataset`` (one confusion matrix
+  over every labelled pixel of the split, `aux_jax.metrics.dense.segmentation_metrics`)
+  and ``miou_per_image`` (AuxiLearn's: each image's mIoU over the classes in its label
+  or prediction, averaged over images, `dense.per_image_segmentation`); likewise
+  ``pixel_acc_dataset`` and ``pixel_acc_per_image``."""
   n = max(float(stats["count"]), 1.0)
   out = {"loss": float(stats["loss"]) / n}
   if kind in ("classification", "soft_classification"):
@@ -147,7 +157,10 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
     out["mse"] = float(stats["sq_err"]) / n
     out["neg_mse"] = -out["mse"]
   elif kind == "segmentation":
-    out.update({k: float(v) for k, v in dense.segmentation_metrics(stats["conf"]).items()})
+    out.update({f"{k}_dataset": float(v)
+                for k, v in dense.segmentation_metrics(stats["conf"]).items()})
+    out["miou_per_image"] = float(stats["miou_per_image"]) / n
+    out["pixel_acc_per_image"] = float(stats["pixel_acc_per_image"]) / n
   elif kind == "depth":
     out.update({k: float(v) for k, v in dense.depth_metrics(stats["depth"]).items()})
     out["neg_abs_err"] = -out["abs_err"]
@@ -161,5 +174,5 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
 def default_select(kind: str) -> str:
   """The dev metric that selects the model for a main task of ``kind``."""
   return {"classification": "accuracy", "soft_classification": "accuracy",
-          "regression": "neg_mse", "segmentation": "miou",
+          "regression": "neg_mse", "segmentation": "miou_dataset",
           "depth": "neg_abs_err", "normal": "neg_mean_angle"}[kind]

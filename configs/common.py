@@ -127,7 +127,7 @@ def train(*, log_every: int, eval_every: int, checkpoint_every: int,
   """The ``train`` section (`aux_jax.train.loop`).
 
   ``select``: the dev metric for model selection, higher is better ("" = the
-  experiment's own: accuracy, neg_mse, miou, macro_f1, ...); ``patience``: stop after
+  experiment's own: accuracy, neg_mse, miou_dataset, macro_f1, ...); ``patience``: stop after
   this many evaluations without improvement (0: never); ``init_from``: a finished
   run's workdir whose best-on-dev model initialises this one; ``track_test_max``:
   also evaluate test at every evaluation and report the maximum as

@@ -87,11 +87,14 @@ def test_eval_stats_add_up_over_batches_and_ignore_padding():
   pred = zs[..., :5].argmax(-1).reshape(2 * B, H, W)[keep]
   lab = seg.reshape(2 * B, H, W)[keep]
   want = dense.segmentation_metrics(dense.confusion_matrix(pred, lab, 5))
-  assert got["miou"] == pytest.approx(float(want["miou"]), rel=1e-6)
+  assert got["miou_dataset"] == pytest.approx(float(want["miou"]), rel=1e-6)
+  per_image = dense.per_image_segmentation(
+      pred, seg.reshape(2 * B, H, W)[keep], 5)
+  assert got["miou_per_image"] == pytest.approx(float(np.mean(per_image["miou"])), rel=1e-6)
 
 
 def test_default_selection_metrics_and_unknown_kind():
-  assert L.default_select("segmentation") == "miou"
+  assert L.default_select("segmentation") == "miou_dataset"
   assert L.default_select("regression") == "neg_mse"
   with pytest.raises(ValueError, match="unknown task kind"):
     L.per_sample_loss("ranking", jnp.zeros((2, 3)), jnp.zeros(2), 3)

@@ -101,11 +101,12 @@ def test_conv_auxiliary_network_end_to_end(root, tmp_path):
   assert per_sample.shape == (3, 3)
 
   summary = train_and_evaluate(c, str(tmp_path), experiment=exp, progress=lambda _: None)
-  for key in ("test_miou", "test_pixel_acc", "test_depth_abs_err", "test_depth_rel_err",
+  for key in ("test_miou_per_image", "test_miou_dataset", "test_pixel_acc_per_image",
+              "test_pixel_acc_dataset", "test_depth_abs_err", "test_depth_rel_err",
               "test_normal_angle_mean", "test_normal_angle_median",
               "test_normal_angle_within_11_25"):
     assert np.isfinite(summary[key]), (key, str(summary))
-  assert summary["select"] == "miou" and "best_dev_miou" in summary
+  assert summary["select"] == "miou_per_image" and "best_dev_miou_per_image" in summary
   assert summary["hypergrad_applied"] + summary["hypergrad_skipped"] == 3
   records = load_metrics(str(tmp_path))
   w = [np.asarray(r["weights"]) for r in records]

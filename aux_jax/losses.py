@@ -14,6 +14,11 @@ AuxiLearn, Navon et al. ICLR 2021):
     classification ℓ = CE(z[:C], y)
     soft_classification  ℓ = −Σ_c q_c log softmax(z[:C])_c   (q a distribution, e.g.
                    the labels an AuxiLearn labeler generates, `aux_jax.methods.taskgen`)
+
+With ``focal_gamma`` γ > 0 the two classification kinds use the focal loss (Lin et al.,
+ICCV 2017) instead, as AuxiLearn's task-generation code does (γ = 2), with p = softmax
+of the task's logits: ℓ = −(1 − p_y)^γ log(p_y + 1e-12), and for soft targets
+ℓ = −Σ_c q_c (1 − p_c)^γ log(p_c + 1e-12) (`focal_loss`, `soft_focal_loss`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,30 @@ def masked_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
   return optax.softmax_cross_entropy_with_integer_labels(masked, labels)
 
 
+# The originals' log floor (AuxiLearn's FocalLoss adds 1e-12 inside the log).
+_FOCAL_LOG_EPS = 1e-12
+
+
+def focal_loss(logits: jax.Array, labels: jax.Array, gamma: float) -> jax.Array:
+  """Per-sample focal loss −(1 − p_y)^γ log(p_y + 1e-12), p = softmax(logits).
+
+  Args: logits f32[B, C], labels int[B], gamma γ ≥ 0. Returns f32[B].
+  """
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  p_y = jnp.take_along_axis(p, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  return -jnp.power(1.0 - p_y, gamma) * jnp.log(p_y + _FOCAL_LOG_EPS)
+
+
+def soft_focal_loss(logits: jax.Array, q: jax.Array, gamma: float) -> jax.Array:
+  """Per-sample focal loss against soft targets: −Σ_c q_c (1 − p_c)^γ log(p_c + 1e-12).
+
+  Args: logits f32[B, C], q f32[B, C] (rows distributions), gamma γ ≥ 0.
+  Returns f32[B].
+  """
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return -jnp.sum(q * jnp.power(1.0 - p, gamma) * jnp.log(p + _FOCAL_LOG_EPS), axis=-1)
+
+
 def unit_normals(z: jax.Array) -> jax.Array:
   """`z / sqrt(‖z‖² + ε)` on the last axis: predicted unit normals, bounded gradient."""
   return z * jax.lax.rsqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + _NORMAL_EPS)
@@ -88,9 +117,14 @@ def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
   return jnp.where(valid, err, 0.0), valid.astype(jnp.float32)
 
 
-def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
-                    ) -> jax.Array:
-  """`f32[B]`: each sample's loss for a task of ``kind`` (see the module docstring)."""
+def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
+                    focal_gamma: float = 0.0) -> jax.Array:
+  """`f32[B]`: each sample's loss for a task of ``kind`` (see the module docstring);
+  ``focal_gamma`` > 0: focal losses for the classification kinds."""
+  if focal_gamma and kind == "classification":
+    return focal_loss(outputs[..., :num_outputs], target, focal_gamma)
+  if focal_gamma and kind == "soft_classification":
+    return soft_focal_loss(outputs[..., :num_outputs], target, focal_gamma)
   if kind == "classification":
     return masked_cross_entropy(outputs, target, num_outputs)
   if kind == "regression":

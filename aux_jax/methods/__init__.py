@@ -47,10 +47,12 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       (needed by ``maoal``, ``gradnorm`` (leaf paths) and ``attittud`` (leaf shapes)).
     tasks: the tasks' `TaskSpec` (needed by ``taskgen``: class counts, input shape).
     **kwargs: method options from ``config.method.kwargs``:
-      ``auxl``: net, hidden, monotone; ``cagrad``: c, num_iterations, rescale;
+      ``auxl``: net, hidden, monotone, inputs, hyper_wrt, pixel_mask and the network's
+      own (`aux_jax.auxnets`); ``cagrad``: c, num_iterations, rescale;
       ``gradnorm``: alpha, lr, layer, min_weight; ``olaux``: every_n, beta, model_lr,
       initial_aux_weight; ``attittud``: num_basis, nsamples, pca_every, lambdas,
-      power_iters; ``taskgen``: aux_weight, learn_labeler, labeler_features.
+      power_iters; ``taskgen``: aux_weight, learn_labeler, labeler_features,
+      combiner, aux_scale.
       ``pcgrad`` and ``slgrad`` take none (a TypeError on any);
       ``stl``/``equal``/``unif``/``gcs``/``maoal`` ignore them.
 

@@ -203,6 +203,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   sampler.check_batch_size([n_train], batch, "the training set")
   sampler.check_batch_size([n_dev], dev_batch, "the dev set")
   dense = all(k in task_losses.DENSE_KINDS for k in kinds)
+  # Focal training and dev losses for classification kinds (AuxiLearn's task
+  # generation: γ = 2); evaluation reports the plain cross-entropy.
+  gamma = float(cfg.data.get("focal_gamma", 0.0))
   if cfg.data.augment and (data.mean is None or any(k in task_losses.DENSE_KINDS
                                                     for k in kinds)):
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
@@ -237,7 +240,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     def per_sample(params, targets=None):
       z, new_stats = outputs(params, batch_stats, x, train=True)
       y = ys if targets is None else targets
-      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t])
+      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma)
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
@@ -249,7 +252,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
 
     def dev(params):
       z, _ = outputs(params, batch_stats, dx, train=False)
-      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0]))
+      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma))
 
     return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
                    inputs=x, targets=tuple(ys))

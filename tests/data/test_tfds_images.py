@@ -110,3 +110,13 @@ def test_bad_arguments():
   train, dev = tfds_images.split_dev(10, 0.3, 0)
   assert len(dev) == 3 and len(train) == 7 and not set(train) & set(dev)
   np.testing.assert_array_equal(np.sort(np.concatenate([train, dev])), np.arange(10))
+
+
+def test_per_class_subset_keeps_at_most_k_rows_per_class():
+  from aux_jax.data.tfds_images import per_class_subset
+  labels = np.array([0, 1, 0, 2, 0, 1, 0, 2, 2, 2])
+  rows = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8])  # row 9 held out
+  kept = per_class_subset(labels, rows, 2, seed=0)
+  assert np.all(np.diff(kept) > 0) and set(kept) <= set(rows)
+  counts = np.bincount(labels[kept], minlength=3)
+  np.testing.assert_array_equal(counts, [2, 2, 2])

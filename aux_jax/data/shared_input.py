@@ -68,6 +68,9 @@ class SharedInputData:
       for float inputs.
     train_info: optional per-training-example metadata, each `[N]` (e.g. "noisy":
       which main-task labels were corrupted; used by analyses, never by training).
+    meta_inputs, meta_targets: optional separate held-out set for the upper-level
+      objective only (AuxiLearn's "meta-validation" split, disjoint from train and
+      dev); None: the dev set serves both.
   """
 
   train_inputs: np.ndarray
@@ -82,6 +85,8 @@ class SharedInputData:
   mean: Optional[np.ndarray] = None
   std: Optional[np.ndarray] = None
   train_info: dict = dataclasses.field(default_factory=dict)
+  meta_inputs: Optional[np.ndarray] = None
+  meta_targets: Optional[tuple] = None
 
   @property
   def num_tasks(self) -> int:
@@ -130,7 +135,8 @@ class SharedInputData:
       if np.any(np.asarray(self.std) <= 0):
         fail("std must be positive")
     spatial = tuple(x.shape[1:3]) if x.ndim == 4 else ()
-    for split in ("train", "dev", "test"):
+    splits = ("train", "dev", "test") + (("meta",) if self.meta_inputs is not None else ())
+    for split in splits:
       xs, ys = getattr(self, f"{split}_inputs"), getattr(self, f"{split}_targets")
       if xs.shape[1:] != x.shape[1:] or xs.dtype != x.dtype or len(xs) < 1:
         fail(f"{split}_inputs must be {x.dtype}[N, {', '.join(map(str, x.shape[1:]))}], "

@@ -199,9 +199,15 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   num_tasks = data.num_tasks
   kinds, outs = tuple(data.task_kinds), tuple(int(c) for c in data.num_outputs)
   batch, dev_batch = cfg.data.batch_size, cfg.data.dev_batch_size
-  n_train, n_dev = len(data.train_inputs), len(data.dev_inputs)
+  # The upper-level objective's set: a separate meta-validation set if the data have
+  # one (AuxiLearn's NYUv2), else dev (also the selection set).
+  meta = data.meta_inputs is not None
+  obj_x, obj_y = ((data.meta_inputs, data.meta_targets) if meta
+                  else (data.dev_inputs, data.dev_targets))
+  n_train, n_dev = len(data.train_inputs), len(obj_x)
   sampler.check_batch_size([n_train], batch, "the training set")
-  sampler.check_batch_size([n_dev], dev_batch, "the dev set")
+  sampler.check_batch_size([n_dev], dev_batch,
+                           "the meta-validation set" if meta else "the dev set")
   dense = all(k in task_losses.DENSE_KINDS for k in kinds)
   # Focal training and dev losses for classification kinds (AuxiLearn's task
   # generation: γ = 2); evaluation reports the plain cross-entropy.
@@ -211,8 +217,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
                      "per-image targets; set data.augment=False")
   train_x, train_y, dev_x, dev_y0 = sharding.put_replicated(
-      (data.train_inputs, tuple(data.train_targets), data.dev_inputs,
-       data.dev_targets[0]), mesh)
+      (data.train_inputs, tuple(data.train_targets), obj_x, obj_y[0]), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
 
   x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)

@@ -56,7 +56,8 @@ def _config(root, variant):
   c = auxilearn_nyuv2.get_config(variant)
   c.data.kwargs.root = root
   c.data.kwargs.dev_fraction = 0.25
-  c.data.batch_size = c.data.dev_batch_size = 3
+  c.data.kwargs.meta_fraction = 0.25       # 12 → dev 3, meta 2, train 7
+  c.data.batch_size, c.data.dev_batch_size = 3, 2
   c.data.eval_batch_size = 4
   c.model.kwargs = {"features": (4, 8), "convs_per_level": (1, 1)}
   c.optim.num_steps = 6
@@ -87,6 +88,18 @@ def test_loader_splits_and_kinds(root):
       data.train_inputs[0], np.rint(raw["image"][rows[0]] * 255).astype(np.uint8))
   small = get_dataset("nyuv2", root=root, dev_fraction=0.25, downsample=2)
   assert small.train_inputs.shape[1:3] == (H // 2, W // 2)
+
+
+def test_selection_and_meta_validation_sets_are_disjoint(root):
+  """AuxiLearn's splits: dev (selection) 10 %, then 2.5 % of the rest (truncated) as a
+  separate meta-validation set; here 12 → 3 / ⌊0.25·9⌋ = 2 / 7."""
+  data = get_dataset("nyuv2", root=root, dev_fraction=0.25, meta_fraction=0.25)
+  raw = nyuv2.load_nyuv2(root, "train")
+  row = lambda segs: [int(np.flatnonzero((raw["seg"] == s).all((1, 2)))[0]) for s in segs]
+  train, dev, meta = (row(d) for d in (data.train_targets[0], data.dev_targets[0],
+                                       data.meta_targets[0]))
+  assert (len(train), len(dev), len(meta)) == (7, 3, 2)
+  assert sorted(train + dev + meta) == list(range(12))
 
 
 def test_conv_auxiliary_network_end_to_end(root, tmp_path):

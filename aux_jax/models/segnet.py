@@ -7,15 +7,19 @@ AuxiLearn (Navon et al., ICLR 2021) on NYUv2: a shared VGG-like encoder–decode
     encoder level i:  n_i × [3×3 conv → BatchNorm → ReLU] (f_i channels) → 2×2 max-pool,
                       remembering the arg-max position in every window
     decoder level i:  max-unpool (values back at the remembered positions, zeros
-                      elsewhere) → n_i × [3×3 conv → BN → ReLU], the last one with
-                      f_{i−1} channels (f_0 at level 0)
-    task head:        3×3 conv (f_0) → ReLU → 1×1 conv to the task's channels
+                      elsewhere) → n_i × [3×3 conv → BN → ReLU], the first one
+                      changing f_i to f_{i−1} channels (f_0 at level 0), as
+                      AuxiLearn's SegNet (``decoder_change="first"``; "last": the
+                      last conv changes them)
+    task head:        3×3 conv (f_0, no activation) → 1×1 conv to the task's channels
 
 Outputs: 13-class segmentation logits, 1-channel depth, and 3-channel normals
 divided by their L2 norm (a raw normal that is exactly the zero vector stays 0
-instead of becoming NaN). The defaults (f = 64, 128, 256, 512, 512; n = 2, 2, 3, 3, 3)
-are SegNet's VGG-16 widths; inputs need H and W divisible by 2^levels (288×384 works
-for 5 levels).
+instead of becoming NaN). The defaults (f = 64, 128, 256, 512, 1024; n = 2, 2, 3, 3, 3)
+are AuxiLearn's (SegNet's VGG-16 widths with a 1024-channel deepest level); inputs
+need H and W divisible by 2^levels (288×384 works for 5 levels). The training
+experiments use `SegNetBody` with stacked per-task heads (`aux_jax.models.heads`;
+``model.dense_head="3x3_1x1"``: AuxiLearn's 3×3 (bias, no activation) then 1×1).
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class _Head(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
+    x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)  # no activation (AuxiLearn)
     return nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x).astype(jnp.float32)
 
 
@@ -96,11 +100,14 @@ class SegNetBody(nn.Module):
     features: channels per level, f_0..f_{L−1}.
     convs_per_level: 3×3 convolutions per encoder (and decoder) level, n_0..n_{L−1}.
     dtype: compute dtype (params stay float32).
+    decoder_change: which decoder conv of a level changes the channels, "first"
+      (AuxiLearn's) or "last".
   """
 
-  features: Sequence[int] = (64, 128, 256, 512, 512)
+  features: Sequence[int] = (64, 128, 256, 512, 1024)
   convs_per_level: Sequence[int] = (2, 2, 3, 3, 3)
   dtype: Any = jnp.float32
+  decoder_change: str = "first"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -124,9 +131,12 @@ class SegNetBody(nn.Module):
     for i in reversed(range(levels)):
       h = max_unpool(h, masks[i])
       n = self.convs_per_level[i]
+      if self.decoder_change not in ("first", "last"):
+        raise ValueError(f"decoder_change must be 'first' or 'last', got "
+                         f"{self.decoder_change!r}")
       for j in range(n):
-        last = j == n - 1
-        f = self.features[max(i - 1, 0)] if last else self.features[i]
+        changed = self.decoder_change == "first" or j == n - 1
+        f = self.features[max(i - 1, 0)] if changed else self.features[i]
         h = _ConvBNReLU(f, self.dtype, name=f"dec{i}_{j}")(h, train)
     return h
 
@@ -141,7 +151,7 @@ class SegNetMTL(nn.Module):
     dtype: compute dtype (params stay float32; outputs are float32).
   """
 
-  features: Sequence[int] = (64, 128, 256, 512, 512)
+  features: Sequence[int] = (64, 128, 256, 512, 1024)
   convs_per_level: Sequence[int] = (2, 2, 3, 3, 3)
   num_classes: int = 13
   dtype: Any = jnp.float32

@@ -291,7 +291,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       num_tasks=num_tasks, task_names=tuple(data.task_names),
       spec=TaskSpec(tuple(data.task_names), kinds, outs, tuple(data.input_shape)),
       variables=variables,
-      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, max(outs)),
+      init_heads=lambda key: init_heads(
+          key, num_tasks, feat_dim, max(outs),
+          conv3x3=dense and cfg.model.get("dense_head", "1x1") == "3x3_1x1"),
       losses_at=losses_at, evaluate=evaluate,
       select=task_losses.default_select(kinds[0]))
 

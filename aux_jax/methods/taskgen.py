@@ -53,7 +53,7 @@ def label_entropy(q: jax.Array) -> jax.Array:
 
 def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = True,
             labeler_features: Sequence[int] = (16, 32), combiner: str = "fixed",
-            aux_scale: float = 1.0) -> Method:
+            aux_scale: float = 1.0, hyper_wrt: str = "all") -> Method:
   """The task-generation `Method` for a (main, sub-class) task pair.
 
   Args:
@@ -64,10 +64,14 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
     labeler_features: widths of the labeler's conv (or dense) layers.
     combiner: "fixed" or "linear_skip" (module docstring).
     aux_scale: s, the factor on the auxiliary loss (the original: 0.25).
+    hyper_wrt: θ of the implicit hypergradient: "all" parameters, or "main_head" (the
+      backbone and the main head; the original Pet code leaves the auxiliary head out).
 
   Raises:
     ValueError: the tasks are not such a pair, λ < 0, or an unknown combiner.
   """
+  if hyper_wrt not in ("all", "main_head"):
+    raise ValueError(f"taskgen hyper_wrt must be 'all' or 'main_head', got {hyper_wrt!r}")
   if combiner not in COMBINERS:
     raise ValueError(f"taskgen combiner must be one of {COMBINERS}, got {combiner!r}")
   if (len(tasks.kinds) != 2 or tasks.kinds[0] != "classification"
@@ -125,4 +129,4 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
   return Method(name="taskgen", init=init, direction=direction,
                 learnable=bool(learn_labeler) and aux_weight > 0, symmetric=True,
                 projection=projection if combiner == "linear_skip" else None,
-                hyper_wrt="all")
+                hyper_wrt=hyper_wrt)

@@ -167,6 +167,18 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       direction = lambda t, phi: method.direction(merge(t), phi, mstate, losses,
                                                   key)[0]["backbone"]
       val = lambda t: losses.dev(merge(t))
+    elif method.hyper_wrt == "main_head":  # backbone + row 0 of every stacked head leaf
+      heads = state.params["heads"]
+      main = lambda tree: jax.tree.map(lambda h: h[0], tree)
+      theta = {"backbone": state.params["backbone"], "main_head": main(heads)}
+      merge = lambda t: {"backbone": t["backbone"], "heads": jax.tree.map(
+          lambda h, m: h.at[0].set(m), heads, t["main_head"])}
+
+      def direction(t, phi):
+        g = method.direction(merge(t), phi, mstate, losses, key)[0]
+        return {"backbone": g["backbone"], "main_head": main(g["heads"])}
+
+      val = lambda t: losses.dev(merge(t))
     else:
       theta = state.params
       direction = lambda t, phi: method.direction(t, phi, mstate, losses, key)[0]

@@ -88,13 +88,14 @@ def _reference(x, y, dx, dy, unravel_t, unravel_p, include_wd, combiner, gamma):
   return train, dev
 
 
-@pytest.mark.parametrize("solver,include_wd,combiner", [
-    ("exact", True, "fixed"), ("neumann", False, "linear_skip")])
-def test_hypergradient_matches_dense_formula(solver, include_wd, combiner):
+@pytest.mark.parametrize("solver,include_wd,combiner,hyper_wrt", [
+    ("exact", True, "fixed", "all"), ("neumann", False, "linear_skip", "main_head")])
+def test_hypergradient_matches_dense_formula(solver, include_wd, combiner, hyper_wrt):
   """dL_dev/dφ = −(∂²L_T/∂θ∂φ)ᵀ p with p = H⁻¹ v₀ (exact) or Σ_{j≤3} (I − αH)^j v₀
   (unscaled Neumann), H = ∇²_θ L_T (+ wd·I), v₀ = ∇_θ L_dev, from dense matrices; the
   second case with the original's objective (focal γ = 2, learnable linear combiner
-  with skip, φ = labeler + combiner)."""
+  with skip, φ = labeler + combiner, θ without the auxiliary head: the blocks of H,
+  ∂²L_T/∂θ∂φ and v₀ restricted to the backbone and the main head)."""
   c = auxilearn_taskgen_cifar10.get_config()
   c.model = c.model.__class__({"name": "mlp", "dtype": "float32", "bn_stats": "main",
                                "kwargs": {"hidden": (HID,)}})
@@ -104,7 +105,7 @@ def test_hypergradient_matches_dense_formula(solver, include_wd, combiner):
   gamma = GAMMA if combiner == "linear_skip" else 0.0
   c.data.focal_gamma = gamma
   c.method.kwargs.update(dict(aux_weight=AUX_WEIGHT, labeler_features=(), combiner=combiner,
-                              aux_scale=SCALE))
+                              aux_scale=SCALE, hyper_wrt=hyper_wrt))
   c.optim.weight_decay = WD
   c.hyper.solver = solver
   c.hyper.solver_kwargs.neumann.step = ALPHA
@@ -136,6 +137,13 @@ def test_hypergradient_matches_dense_formula(solver, include_wd, combiner):
     hess = np.asarray(jax.jit(jax.hessian(train))(theta, phi_flat))
     cross = np.asarray(jax.jit(jax.jacfwd(jax.grad(train), argnums=1))(theta, phi_flat))
     v0 = np.asarray(jax.jit(jax.grad(dev))(theta))
+    keep = jax.tree.map(lambda a: np.ones(a.shape, bool), state.params)
+    if hyper_wrt == "main_head":
+      keep["heads"] = jax.tree.map(lambda a: np.arange(a.shape[0]).reshape(
+          (-1,) + (1,) * (a.ndim - 1)) == 0 * np.ones(a.shape, bool), state.params["heads"])
+    idx = np.flatnonzero(np.concatenate([np.ravel(a) for a in jax.tree.leaves(keep)]))
+    assert len(idx) < len(theta) if hyper_wrt == "main_head" else len(idx) == len(theta)
+    hess, cross, v0 = hess[np.ix_(idx, idx)], cross[idx], v0[idx]
     if solver == "exact":
       p = np.linalg.solve(hess, v0)
     else:

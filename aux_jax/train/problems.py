@@ -99,6 +99,16 @@ def _feature_dim(backbone, variables, x) -> int:
   return jax.eval_shape(lambda v: backbone.apply(v, x, train=False), variables).shape[-1]
 
 
+def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype):
+  """Training images ``[..., H, W, C]`` (raw pixels) → random crop/flip (if
+  ``augment_on``) → ``data.preprocess`` (normalise). The crop pads the raw pixels with
+  0, i.e. black, as torchvision's ``RandomCrop(padding=4)`` on the uint8 image in the
+  originals; padding after normalisation would pad with the mean colour."""
+  if augment_on:  # every image its own offsets and flip (leading axes flattened)
+    images = augment.random_crop_flip(key, images, pad=pad)
+  return data.preprocess(images, dtype)
+
+
 def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
                    mesh=None) -> Problem:
   """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
@@ -123,12 +133,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
     images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
-    # Crop/flip the raw pixels (zero padding is black, as torchvision's RandomCrop on
-    # the uint8 image), then normalise.
-    if cfg.data.augment:
-      images = augment.random_crop_flip(
-          jax.random.fold_in(keys.step, step), images, pad=cfg.data.crop_pad)
-    images = data.preprocess(images, dtype)
+    images = augment_then_preprocess(data, images, jax.random.fold_in(keys.step, step),
+                                     cfg.data.augment, cfg.data.crop_pad, dtype)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dimages, dlabels = dev_x[didx], dev_y[didx]
     if shard_dev:
@@ -231,10 +237,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   def losses_at(batch_stats, step) -> LossFns:
     idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
     x = sharding.shard_batch(train_x[idx], mesh)
-    if cfg.data.augment:  # raw pixels first: black zero padding (see separate_tasks)
-      x = augment.random_crop_flip(jax.random.fold_in(keys.step, step), x[None],
-                                   pad=cfg.data.crop_pad)[0]
-    x = data.preprocess(x, dtype)
+    x = augment_then_preprocess(data, x, jax.random.fold_in(keys.step, step),
+                                cfg.data.augment, cfg.data.crop_pad, dtype)
     ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dx, dy = dev_x[didx], dev_y0[didx]

@@ -62,6 +62,11 @@ def test_workdir_contents_and_dev_selection(full_run):
   # Model selection: the first step with the best dev accuracy, never the test set.
   assert summary["best_step"] == evals[int(np.argmax(dev))]["step"]
   assert summary["best_dev_accuracy"] == pytest.approx(max(dev))
+  # train.track_test_max (on in the digits config): the original MAOAL's figure, the
+  # max test accuracy over evaluations, is logged beside best-on-dev, never selecting.
+  test = [r["test_accuracy"] for r in evals]
+  assert summary["test_accuracy_max_over_epochs"] == pytest.approx(max(test))
+  assert summary["test_accuracy_max_over_epochs_step"] == evals[int(np.argmax(test))]["step"]
   assert summary["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
   assert summary["hypergrad_applied"] + summary["hypergrad_skipped"] == STEPS // 4
 

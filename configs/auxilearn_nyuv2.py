@@ -57,7 +57,8 @@ def get_config(variant: str = "nonlinear") -> ml_collections.ConfigDict:
   spec = VARIANTS[variant]
   c = common.base()
   c.data = common.data("nyuv2", batch_size=8, dev_batch_size=2, eval_batch_size=8,
-                       root=None, dev_fraction=0.1, meta_fraction=0.025, downsample=1)
+                       root=None, dev_fraction=0.1, meta_fraction=0.025, downsample=1,
+                       normalize=False)   # the original feeds images in [0, 1]
   # SegNet as the original: 64-128-256-512-1024, task heads 3×3 then 1×1.
   c.model = common.model("segnet")
   c.model.dense_head = "3x3_1x1"

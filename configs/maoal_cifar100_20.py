@@ -36,7 +36,8 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = common.base()
   c.data = common.data("cifar100_20", batch_size=BATCH, dev_batch_size=100,
                        augment=True, crop_pad=4, data_dir=None, main_coarse=14,
-                       aux_coarse=tuple(range(10)), dev_fraction=0.05)
+                       aux_coarse=tuple(range(10)), dev_fraction=0.05,
+                       normalization="cifar100")   # the original's fixed constants
   # BatchNorm running statistics updated by every task's batch, as the original's
   # per-task forward passes ("main": the main task's only).
   c.model = common.model("resnet18_cifar", bn_stats="all", width=64)

@@ -100,6 +100,10 @@ def test_selection_and_meta_validation_sets_are_disjoint(root):
                                        data.meta_targets[0]))
   assert (len(train), len(dev), len(meta)) == (7, 3, 2)
   assert sorted(train + dev + meta) == list(range(12))
+  # normalize=False: the original's images in [0, 1] (u8 / 255).
+  raw01 = get_dataset("nyuv2", root=root, dev_fraction=0.25, normalize=False)
+  x = np.asarray(raw01.preprocess(raw01.train_inputs[:1]))
+  np.testing.assert_allclose(x, raw01.train_inputs[:1] / 255.0, rtol=1e-6)
 
 
 def test_conv_auxiliary_network_end_to_end(root, tmp_path):

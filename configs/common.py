@@ -160,7 +160,8 @@ def auxl_baseline(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all",
   MAOAL's code also restricts the hypergradient to the shared parameters
   (``hyper_wrt="shared"``) and decays φ by 5e-4; its configs pass both."""
   c.method.kwargs = ml_collections.ConfigDict(
-      {"net": "nonlinear", "hidden": (5, 5), "monotone": True, "hyper_wrt": hyper_wrt})
+      {"net": "nonlinear", "hidden": (5, 5), "monotone": True, "hyper_wrt": hyper_wrt,
+       "bias_out": False})   # AuxiLearn's Mono nonlinear net: no output bias
   c.hyper.optimizer = "sgd"
   c.hyper.lr = 1e-3
   c.hyper.solver_kwargs.neumann.step = 1e-4

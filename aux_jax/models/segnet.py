@@ -68,13 +68,20 @@ def max_unpool(y: jax.Array, mask: jax.Array) -> jax.Array:
   return out.transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c)
 
 
+# Conv kernel initialisers by name: AuxiLearn's SegNet uses Xavier-normal (zero bias).
+KERNEL_INITS = {"xavier_normal": nn.initializers.xavier_normal(),
+                "lecun_normal": nn.initializers.lecun_normal()}
+
+
 class _ConvBNReLU(nn.Module):
   features: int
   dtype: Any
+  kernel_init: str = "xavier_normal"
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)
+    x = nn.Conv(self.features, (3, 3), kernel_init=KERNEL_INITS[self.kernel_init],
+                dtype=self.dtype)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
                      epsilon=BN_EPSILON, dtype=self.dtype)(x)
     return nn.relu(x)
@@ -102,12 +109,14 @@ class SegNetBody(nn.Module):
     dtype: compute dtype (params stay float32).
     decoder_change: which decoder conv of a level changes the channels, "first"
       (AuxiLearn's) or "last".
+    kernel_init: "xavier_normal" (AuxiLearn's) or "lecun_normal" (Flax's default).
   """
 
   features: Sequence[int] = (64, 128, 256, 512, 1024)
   convs_per_level: Sequence[int] = (2, 2, 3, 3, 3)
   dtype: Any = jnp.float32
   decoder_change: str = "first"
+  kernel_init: str = "xavier_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -117,6 +126,9 @@ class SegNetBody(nn.Module):
           f"features {tuple(self.features)} and convs_per_level "
           f"{tuple(self.convs_per_level)} must be non-empty, of equal length, with "
           ">= 1 conv per level")
+    if self.kernel_init not in KERNEL_INITS:
+      raise ValueError(f"kernel_init must be one of {tuple(KERNEL_INITS)}, got "
+                       f"{self.kernel_init!r}")
     if x.ndim != 4 or x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
       raise ValueError(
           f"SegNet expects f32[B, H, W, C] with H, W divisible by 2^{levels}; got "
@@ -125,7 +137,7 @@ class SegNetBody(nn.Module):
     masks = []
     for i, (f, n) in enumerate(zip(self.features, self.convs_per_level)):
       for j in range(n):
-        h = _ConvBNReLU(f, self.dtype, name=f"enc{i}_{j}")(h, train)
+        h = _ConvBNReLU(f, self.dtype, self.kernel_init, name=f"enc{i}_{j}")(h, train)
       h, mask = max_pool_with_argmax(h)
       masks.append(mask)
     for i in reversed(range(levels)):
@@ -137,7 +149,7 @@ class SegNetBody(nn.Module):
       for j in range(n):
         changed = self.decoder_change == "first" or j == n - 1
         f = self.features[max(i - 1, 0)] if changed else self.features[i]
-        h = _ConvBNReLU(f, self.dtype, name=f"dec{i}_{j}")(h, train)
+        h = _ConvBNReLU(f, self.dtype, self.kernel_init, name=f"dec{i}_{j}")(h, train)
     return h
 
 

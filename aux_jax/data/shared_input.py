@@ -201,6 +201,9 @@ def with_subclass_task(data, num_subclasses: int, name: str = "subclasses"
 
   n = int(data.train_counts[0])
   x, y = data.train_images[0, :n], data.train_labels[0, :n]
+  meta = {} if data.meta_images is None else dict(
+      meta_inputs=data.meta_images,
+      meta_targets=(data.meta_labels, uniform(data.meta_labels)))
   return SharedInputData(
       train_inputs=x, train_targets=(y, uniform(y)),
       dev_inputs=data.dev_images, dev_targets=(data.dev_labels, uniform(data.dev_labels)),
@@ -208,4 +211,4 @@ def with_subclass_task(data, num_subclasses: int, name: str = "subclasses"
       test_targets=(data.test_labels, uniform(data.test_labels)),
       task_names=(data.task_names[0], name), task_kinds=("classification",
                                                           "soft_classification"),
-      num_outputs=(c, c * k), mean=data.mean, std=data.std).validate()
+      num_outputs=(c, c * k), mean=data.mean, std=data.std, **meta).validate()

@@ -64,7 +64,7 @@ def _config(root, variant):
   c.optim.decay_every = 3
   c.hyper.interval = 2
   c.hyper.lr = 0.05
-  c.hyper.step = 1e-7  # keeps the tiny problem's Neumann series convergent
+  c.hyper.solver_kwargs.neumann.step = 1e-7  # keeps the tiny problem's Neumann series convergent
   if variant == "conv":
     c.method.kwargs.hidden = (2,)
     c.method.kwargs.kernel_sizes = (1,)

@@ -6,12 +6,14 @@ and ℓ_1..ℓ_K are auxiliary losses, and learns φ by the implicit hypergradie
 main-task loss on a held-out set (`aux_jax.hypergrad`). Every network here is a Flax
 linen module whose parameters are φ, mapping losses to a scalar:
 
-* `LinearAuxNet`: one weight per loss (init 1), optionally a fixed weight 1 on ℓ_0.
+* `LinearAuxNet`: one weight per loss (init 1), optionally AuxiLearn's skip connection
+  (an extra mean main loss) or a fixed weight 1 on ℓ_0.
 * `NonlinearAuxNet`: a weight-normalised MLP applied to each sample's loss vector,
   Softplus activations, weights U(0, 1); output = mean MLP output + mean main loss.
   ``activation="identity"`` is the *deep linear* network.
-* `ConvAuxNet`: the same idea with weight-normalised 1×1/3×3 convolutions over
-  per-pixel loss maps f32[B, H, W, T] (dense prediction, e.g. NYUv2).
+* `ConvAuxNet`: the same idea with convolutions (optionally weight-normalised, optionally
+  followed by average pooling) over per-pixel loss maps f32[B, H, W, T] (dense
+  prediction, e.g. NYUv2).
 
 Input convention: the last axis indexes tasks, column 0 is the main task. Losses are
 per sample (f32[B, T]; any f32[..., T] works for the linear and MLP nets, the mean then
@@ -107,11 +109,14 @@ class _Dense(nn.Module):
   features: int
   init_bounds: tuple[float, float]
   weight_norm: bool
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     w = _WNKernel((x.shape[-1], self.features), self.init_bounds, self.weight_norm,
                   name="wn")()
+    if not self.use_bias:
+      return x @ w
     b = self.param("bias", nn.initializers.zeros, (self.features,))
     return x @ w + b
 
@@ -121,18 +126,20 @@ class _Conv(nn.Module):
   kernel_size: int
   init_bounds: tuple[float, float]
   weight_norm: bool
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:  # NHWC, 'SAME' zero padding
     k = self.kernel_size
     w = _WNKernel((k, k, x.shape[-1], self.features), self.init_bounds,
                   self.weight_norm, name="wn")()
-    b = self.param("bias", nn.initializers.zeros, (self.features,))
+    b = (self.param("bias", nn.initializers.zeros, (self.features,))
+         if self.use_bias else None)
     dtype = jnp.result_type(x, w)
     y = jax.lax.conv_general_dilated(
         x.astype(dtype), w.astype(dtype), window_strides=(1, 1), padding="SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + b
+    return y + b if self.use_bias else y
 
 
 class LinearAuxNet(nn.Module):
@@ -140,32 +147,44 @@ class LinearAuxNet(nn.Module):
 
   With ℓ ∈ f32[B, T] (column 0 = main task) and weights w:
 
-      skip_main=False:  L = mean_b Σ_{t=0}^{T-1} w_t ℓ_{b,t},      w ∈ R^T
-      skip_main=True:   L = mean_b (ℓ_{b,0} + Σ_{t=1}^{T-1} w_t ℓ_{b,t}),  w ∈ R^{T-1}
+      default:          L = mean_b Σ_{t=0}^{T-1} w_t ℓ_{b,t},                    w ∈ R^T
+      skip_main=True:   L = mean_b Σ_{t=0}^{T-1} w_t ℓ_{b,t} + mean_b ℓ_{b,0},   w ∈ R^T
+      fix_main=True:    L = mean_b (ℓ_{b,0} + Σ_{t=1}^{T-1} w_t ℓ_{b,t}),        w ∈ R^{T-1}
 
+  ``skip_main`` is AuxiLearn's skip connection (``MonoLinearHyperNet(skip_connection=
+  True)``): the main weight stays learnable and the extra main loss keeps it in the
+  objective however w moves (effective main weight w_0 + 1, 2 at init). ``fix_main``
+  instead learns only the auxiliary weights.
   All weights start at ``init_value`` (1: the plain sum Σ_t mean_b ℓ_{b,t}).
   Parameters: ``weights`` f32[T] or f32[T-1].
 
   Attributes:
     num_tasks: T, main task included.
-    skip_main: fix the main-task weight to 1 and learn only the auxiliary weights.
+    skip_main: add mean_b ℓ_{b,0} (AuxiLearn's skip connection).
+    fix_main: fix the main-task weight to 1 and learn only the auxiliary weights.
     init_value: initial value of every weight.
   """
 
   num_tasks: int
   skip_main: bool = False
   init_value: float = 1.0
+  fix_main: bool = False
 
   @nn.compact
   def __call__(self, losses: jax.Array) -> jax.Array:
     """Args: losses f32[..., T]. Returns f32[], the combined loss."""
-    _check_num_tasks(self.num_tasks, self.skip_main)
+    if self.skip_main and self.fix_main:
+      raise ValueError("LinearAuxNet: skip_main and fix_main exclude each other")
+    _check_num_tasks(self.num_tasks, self.fix_main)
     _check_losses(losses, self.num_tasks, 1, "LinearAuxNet")
-    n = self.num_tasks - 1 if self.skip_main else self.num_tasks
+    n = self.num_tasks - 1 if self.fix_main else self.num_tasks
     w = self.param("weights", nn.initializers.constant(self.init_value), (n,))
-    if self.skip_main:
+    if self.fix_main:
       w = jnp.concatenate([jnp.ones((1,), w.dtype), w])
-    return jnp.mean(losses @ w)
+    out = jnp.mean(losses @ w)
+    if self.skip_main:
+      out = out + jnp.mean(losses[..., 0])
+    return out
 
 
 class NonlinearAuxNet(nn.Module):
@@ -177,7 +196,8 @@ class NonlinearAuxNet(nn.Module):
   with σ = Softplus (``activation="softplus"``) or the identity (``"identity"``: the
   *deep linear* network), and every W weight-normalised (W = g · V/‖V‖, see the module
   docstring) with V ~ U(init_bounds) (U(0, 1) as in the paper). Parameters per layer:
-  ``wn/kernel`` V, ``wn/scale`` g (if ``weight_norm``) and ``bias`` c.
+  ``wn/kernel`` V, ``wn/scale`` g (if ``weight_norm``) and ``bias`` c (none on the
+  output layer when ``bias_out`` is False, as AuxiLearn's; c_out only shifts L).
 
   Attributes:
     num_tasks: T, main task included.
@@ -186,6 +206,7 @@ class NonlinearAuxNet(nn.Module):
     skip_main: add mean_b ℓ_{b,0} to the output.
     weight_norm: use the g · V/‖V‖ parametrisation (else W = V).
     init_bounds: V ~ U(low, high).
+    bias_out: give the output layer a bias c_out.
   """
 
   num_tasks: int
@@ -194,6 +215,7 @@ class NonlinearAuxNet(nn.Module):
   skip_main: bool = True
   weight_norm: bool = True
   init_bounds: tuple[float, float] = (0.0, 1.0)
+  bias_out: bool = True
 
   @nn.compact
   def __call__(self, losses: jax.Array) -> jax.Array:
@@ -204,24 +226,30 @@ class NonlinearAuxNet(nn.Module):
     h = losses
     for width in self.hidden:
       h = act(_Dense(width, tuple(self.init_bounds), self.weight_norm)(h))
-    out = jnp.mean(_Dense(1, tuple(self.init_bounds), self.weight_norm)(h))
+    out = jnp.mean(_Dense(1, tuple(self.init_bounds), self.weight_norm,
+                          self.bias_out)(h))
     if self.skip_main:
       out = out + jnp.mean(losses[..., 0])
     return out
 
 
 class ConvAuxNet(nn.Module):
-  """A small weight-normalised CNN over per-pixel loss maps (dense prediction tasks).
+  """A small CNN over per-pixel loss maps (dense prediction tasks).
 
-  With ℓ ∈ f32[B, H, W, T] (channel 0 = main task), hidden convolutions
-  hⁱ = σ(convᵢ(hⁱ⁻¹)) of kernel sizes ``kernel_sizes`` ('SAME' zero padding), a final
-  1×1 convolution to one channel o ∈ f32[B, H, W], and a pixel mask m (default 1):
+  With ℓ ∈ f32[B, H, W, T] (channel 0 = main task), hidden layers
+  hⁱ = pool(σ(convᵢ(hⁱ⁻¹) + cᵢ)) of kernel sizes ``kernel_sizes`` ('SAME' zero
+  padding, bias cᵢ; pool = ``pool``×``pool`` average pooling with stride ``pool``, or
+  none when ``pool`` is 1), a final 1×1 convolution to one channel o ∈ f32[B, H', W']
+  (H' = H / pool^len(hidden)), and a pixel mask m (default 1; pooled like o):
 
-      L = Σ_{b,h,w} m·o / Σ m  +  [skip_main] · Σ m·ℓ_{·,0} / Σ m .
+      L = Σ_{b,h,w} m'·o / Σ m'  +  [skip_main] · Σ m·ℓ_{·,0} / Σ m .
 
-  Pixels with no target (ignored label, missing depth) should carry loss 0 in the
-  maps; pass ``mask`` to also leave them out of the averages. Weights are initialised
-  U(init_bounds) and weight-normalised like `NonlinearAuxNet`.
+  AuxiLearn's NYUv2 network (``MonoNoFCCNNHyperNet``) is ``hidden=(8, 16)``,
+  ``kernel_sizes=(3, 3)``, ``pool=2``, ``init_bounds=(0, 0.1)``, ``weight_norm=False``,
+  ``bias_out=False``, no mask. Pixels with no target (ignored label, missing depth)
+  carry loss 0 in aux_jax's maps; pass ``mask`` to also leave them out of the
+  averages. Weights are initialised U(init_bounds), optionally weight-normalised like
+  `NonlinearAuxNet`.
 
   Attributes:
     num_tasks: T, main task included.
@@ -231,6 +259,8 @@ class ConvAuxNet(nn.Module):
     skip_main: add the mean main loss.
     weight_norm: use the g · V/‖V‖ parametrisation.
     init_bounds: V ~ U(low, high).
+    pool: average-pooling window and stride after each hidden layer (1: none).
+    bias_out: give the output convolution a bias.
   """
 
   num_tasks: int
@@ -240,6 +270,8 @@ class ConvAuxNet(nn.Module):
   skip_main: bool = True
   weight_norm: bool = True
   init_bounds: tuple[float, float] = (0.0, 1.0)
+  pool: int = 1
+  bias_out: bool = True
 
   @nn.compact
   def __call__(self, loss_maps: jax.Array, mask: Optional[jax.Array] = None
@@ -265,16 +297,26 @@ class ConvAuxNet(nn.Module):
       raise ValueError(
           f"mask must have shape {loss_maps.shape[:3]}; got {mask.shape}")
     act = _activation(self.activation)
+    p = int(self.pool)
+    pool = (lambda x: x) if p == 1 else (
+        lambda x: nn.avg_pool(x, (p, p), strides=(p, p), padding="VALID"))
     h = loss_maps
     for width, k in zip(self.hidden, self.kernel_sizes):
-      h = act(_Conv(width, k, tuple(self.init_bounds), self.weight_norm)(h))
-    out = _Conv(1, 1, tuple(self.init_bounds), self.weight_norm)(h)[..., 0]
-    if self.skip_main:
-      out = out + loss_maps[..., 0]
+      h = pool(act(_Conv(width, k, tuple(self.init_bounds), self.weight_norm)(h)))
+    out = _Conv(1, 1, tuple(self.init_bounds), self.weight_norm, self.bias_out)(h)[..., 0]
+    main = loss_maps[..., 0]
     if mask is None:
-      return jnp.mean(out)
+      total = jnp.mean(out)
+      return total + jnp.mean(main) if self.skip_main else total
     m = mask.astype(out.dtype)
-    return jnp.sum(m * out) / jnp.maximum(jnp.sum(m), 1.0)
+    m_out = m[..., None]
+    for _ in self.hidden:
+      m_out = pool(m_out)
+    m_out = m_out[..., 0]
+    total = jnp.sum(m_out * out) / jnp.maximum(jnp.sum(m_out), 1e-12)
+    if self.skip_main:
+      total = total + jnp.sum(m * main) / jnp.maximum(jnp.sum(m), 1.0)
+    return total
 
 
 def monotone_projection(aux_params: PyTree) -> PyTree:

@@ -14,6 +14,11 @@ AuxiLearn, Navon et al. ICLR 2021):
     classification ℓ = CE(z[:C], y)
     soft_classification  ℓ = −Σ_c q_c log softmax(z[:C])_c   (q a distribution, e.g.
                    the labels an AuxiLearn labeler generates, `aux_jax.methods.taskgen`)
+
+With ``focal_gamma`` γ > 0 the two classification kinds use the focal loss (Lin et al.,
+ICCV 2017) instead, as AuxiLearn's task-generation code does (γ = 2), with p = softmax
+of the task's logits: ℓ = −(1 − p_y)^γ log(p_y + 1e-12), and for soft targets
+ℓ = −Σ_c q_c (1 − p_c)^γ log(p_c + 1e-12) (`focal_loss`, `soft_focal_loss`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,30 @@ def masked_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
   return optax.softmax_cross_entropy_with_integer_labels(masked, labels)
 
 
+# The originals' log floor (AuxiLearn's FocalLoss adds 1e-12 inside the log).
+_FOCAL_LOG_EPS = 1e-12
+
+
+def focal_loss(logits: jax.Array, labels: jax.Array, gamma: float) -> jax.Array:
+  """Per-sample focal loss −(1 − p_y)^γ log(p_y + 1e-12), p = softmax(logits).
+
+  Args: logits f32[B, C], labels int[B], gamma γ ≥ 0. Returns f32[B].
+  """
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  p_y = jnp.take_along_axis(p, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  return -jnp.power(1.0 - p_y, gamma) * jnp.log(p_y + _FOCAL_LOG_EPS)
+
+
+def soft_focal_loss(logits: jax.Array, q: jax.Array, gamma: float) -> jax.Array:
+  """Per-sample focal loss against soft targets: −Σ_c q_c (1 − p_c)^γ log(p_c + 1e-12).
+
+  Args: logits f32[B, C], q f32[B, C] (rows distributions), gamma γ ≥ 0.
+  Returns f32[B].
+  """
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return -jnp.sum(q * jnp.power(1.0 - p, gamma) * jnp.log(p + _FOCAL_LOG_EPS), axis=-1)
+
+
 def unit_normals(z: jax.Array) -> jax.Array:
   """`z / sqrt(‖z‖² + ε)` on the last axis: predicted unit normals, bounded gradient."""
   return z * jax.lax.rsqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + _NORMAL_EPS)
@@ -88,9 +117,14 @@ def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
   return jnp.where(valid, err, 0.0), valid.astype(jnp.float32)
 
 
-def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
-                    ) -> jax.Array:
-  """`f32[B]`: each sample's loss for a task of ``kind`` (see the module docstring)."""
+def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
+                    focal_gamma: float = 0.0) -> jax.Array:
+  """`f32[B]`: each sample's loss for a task of ``kind`` (see the module docstring);
+  ``focal_gamma`` > 0: focal losses for the classification kinds."""
+  if focal_gamma and kind == "classification":
+    return focal_loss(outputs[..., :num_outputs], target, focal_gamma)
+  if focal_gamma and kind == "soft_classification":
+    return soft_focal_loss(outputs[..., :num_outputs], target, focal_gamma)
   if kind == "classification":
     return masked_cross_entropy(outputs, target, num_outputs)
   if kind == "regression":
@@ -127,8 +161,11 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
   elif kind == "regression":
     out["sq_err"] = jnp.sum(mask * jnp.mean(jnp.square(z - target), -1))
   elif kind == "segmentation":
-    out["conf"] = dense.confusion_matrix(jnp.argmax(z, -1), jnp.where(keep, target, -1),
-                                         num_outputs)
+    pred = jnp.argmax(z, -1)
+    out["conf"] = dense.confusion_matrix(pred, jnp.where(keep, target, -1), num_outputs)
+    per_image = dense.per_image_segmentation(pred, target, num_outputs)
+    out["miou_per_image"] = jnp.sum(mask * per_image["miou"])
+    out["pixel_acc_per_image"] = jnp.sum(mask * per_image["pixel_acc"])
   elif kind == "depth":
     out["depth"] = dense.depth_error_sums(z, jnp.where(keep, target, 0.0))
   elif kind == "normal":
@@ -138,8 +175,15 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
 
 def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
   """Metrics from summed `eval_stats` (higher-is-better keys for model selection:
-  accuracy, neg_loss (classification: ATTITTUD selects on the monitor loss), neg_mse,
-  miou, pixel_acc, neg_abs_err, neg_mean_angle)."""
+  accuracy, neg_loss (classification: ATTITTUD selects on the monitor loss),
+  neg_mse, miou_dataset, miou_per_image, pixel_acc_dataset,
+  pixel_acc_per_image, neg_abs_err, neg_mean_angle).
+
+  Segmentation has two mIoUs, named apart: ``miou_dataset`` (one confusion matrix
+  over every labelled pixel of the split, `aux_jax.metrics.dense.segmentation_metrics`)
+  and ``miou_per_image`` (AuxiLearn's: each image's mIoU over the classes in its label
+  or prediction, averaged over images, `dense.per_image_segmentation`); likewise
+  ``pixel_acc_dataset`` and ``pixel_acc_per_image``."""
   n = max(float(stats["count"]), 1.0)
   out = {"loss": float(stats["loss"]) / n}
   if kind in ("classification", "soft_classification"):
@@ -149,7 +193,10 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
     out["mse"] = float(stats["sq_err"]) / n
     out["neg_mse"] = -out["mse"]
   elif kind == "segmentation":
-    out.update({k: float(v) for k, v in dense.segmentation_metrics(stats["conf"]).items()})
+    out.update({f"{k}_dataset": float(v)
+                for k, v in dense.segmentation_metrics(stats["conf"]).items()})
+    out["miou_per_image"] = float(stats["miou_per_image"]) / n
+    out["pixel_acc_per_image"] = float(stats["pixel_acc_per_image"]) / n
   elif kind == "depth":
     out.update({k: float(v) for k, v in dense.depth_metrics(stats["depth"]).items()})
     out["neg_abs_err"] = -out["abs_err"]
@@ -163,5 +210,5 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
 def default_select(kind: str) -> str:
   """The dev metric that selects the model for a main task of ``kind``."""
   return {"classification": "accuracy", "soft_classification": "accuracy",
-          "regression": "neg_mse", "segmentation": "miou",
+          "regression": "neg_mse", "segmentation": "miou_dataset",
           "depth": "neg_abs_err", "normal": "neg_mean_angle"}[kind]

@@ -5,7 +5,11 @@ k = 5 sub-classes of its class; a CIFAR ResNet-18 with a 10-way main head and a 
 auxiliary head learns both; the labeler gets the implicit hypergradient of the main
 loss on the dev set (10% of the training split) every 10 steps: 3 Neumann terms with
 α = 1e-4 and no α prefactor, clip 10, Adam 1e-4 on φ (the AuxiLearn README's usage
-example; the original has no CIFAR-10 experiment). See `aux_jax.methods.taskgen`.
+example). This experiment is our own extension: the AuxiLearn repository has no
+CIFAR-10 code (only NYUv2 and Oxford Pet), so it uses the library's defaults (cross-
+entropies, a fixed λ = 1 sum); the original's objective (focal losses, × 0.25, a
+learnable combiner) is one override away (see `configs/auxilearn_taskgen_pet.py`).
+See `aux_jax.methods.taskgen`.
 
 Prepare the data once (needs TensorFlow, only for preparing):
 

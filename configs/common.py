@@ -62,10 +62,14 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
       "eval_batch_size": eval_batch_size, "augment": augment, "crop_pad": crop_pad})
 
 
-def model(name: str, dtype: str = "float32", **kwargs) -> ml_collections.ConfigDict:
+def model(name: str, dtype: str = "float32", bn_stats: str = "main",
+          **kwargs) -> ml_collections.ConfigDict:
   """The ``model`` section: backbone ``name`` (`aux_jax.models`), compute ``dtype``
-  (``float32`` or ``bfloat16``; parameters stay float32)."""
-  return ml_collections.ConfigDict({"name": name, "dtype": dtype,
+  (``float32`` or ``bfloat16``; parameters stay float32), and for tasks with their own
+  images which task batches update the BatchNorm running statistics: ``"main"`` only
+  or ``"all"`` in task order, as the original MAOAL's per-task forward passes
+  (`aux_jax.models.multitask`)."""
+  return ml_collections.ConfigDict({"name": name, "dtype": dtype, "bn_stats": bn_stats,
                                     "kwargs": ml_collections.ConfigDict(kwargs)})
 
 
@@ -111,41 +115,68 @@ def solver_kwargs(*, steps: int = 3, step: float = 1e-4, scale_by_step: bool = F
 def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
           scale_by_step: bool = False, optimizer: str = "adam", lr: float = 0.01,
           momentum: float = 0.9, weight_decay: float = 0.0,
-          max_norm: float = 10.0) -> ml_collections.ConfigDict:
+          max_norm: float = 10.0, on_diverged: str = "skip") -> ml_collections.ConfigDict:
   """The ``hyper`` section: the upper level of learnable methods (unused otherwise);
-  ``step`` and ``scale_by_step`` are the Neumann series' (see `solver_kwargs`)."""
+  ``step`` and ``scale_by_step`` are the Neumann series' (see `solver_kwargs`).
+
+  ``on_diverged``: what to do with a finite hypergradient whose solver diverged (e.g.
+  a growing Neumann series): ``"apply"`` it clipped to ``max_norm``, as the MAOAL and
+  AuxiLearn originals do, or ``"skip"`` it (`aux_jax.meta_optimizer`). Non-finite
+  ones are always skipped. Counted as ``hypergrad_diverged`` either way.
+  """
   return ml_collections.ConfigDict({
       "interval": interval, "solver": solver,
       "solver_kwargs": solver_kwargs(step=step, scale_by_step=scale_by_step),
       "optimizer": optimizer, "lr": lr, "momentum": momentum,
-      "weight_decay": weight_decay, "max_norm": max_norm})
+      "weight_decay": weight_decay, "max_norm": max_norm, "on_diverged": on_diverged})
 
 
 def train(*, log_every: int, eval_every: int, checkpoint_every: int,
           keep_checkpoints: int = 2, select: str = "", patience: int = 0,
-          init_from: str = "") -> ml_collections.ConfigDict:
+          init_from: str = "", track_test_max: bool = False
+          ) -> ml_collections.ConfigDict:
   """The ``train`` section (`aux_jax.train.loop`).
 
   ``select``: the dev metric for model selection, higher is better ("" = the
-  experiment's own: accuracy, neg_mse, miou, macro_f1, ...); ``patience``: stop after
+  experiment's own: accuracy, neg_mse, miou_dataset, macro_f1, ...); ``patience``: stop after
   this many evaluations without improvement (0: never); ``init_from``: a finished
-  run's workdir whose best-on-dev model initialises this one.
+  run's workdir whose best-on-dev model initialises this one; ``track_test_max``:
+  also evaluate test at every evaluation and report the maximum as
+  ``test_<select>_max_over_epochs`` (MAOAL's reported figure, an oracle: logged only,
+  never used for selection).
   """
   return ml_collections.ConfigDict({
       "log_every": log_every, "eval_every": eval_every,
       "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,
-      "select": select, "patience": patience, "init_from": init_from})
+      "select": select, "patience": patience, "init_from": init_from,
+      "track_test_max": track_test_max})
 
 
-def auxl_baseline(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def maoal_convergent(c: ml_collections.ConfigDict, step: float
+                     ) -> ml_collections.ConfigDict:
+  """The library's recommended MAOAL upper level instead of the original's α = 1
+  series: p = α Σ_{j≤3} (I − αJᵀ)^j v₀ (``scale_by_step``, a consistent truncation of
+  (Jᵀ)⁻¹v₀ when α < 2/λ_max) with a small ``step`` α, and a diverged series skipped."""
+  c.method.name = "maoal"
+  neumann = c.hyper.solver_kwargs.neumann
+  neumann.step, neumann.scale_by_step = step, True
+  c.hyper.on_diverged = "skip"
+  return c
+
+
+def auxl_baseline(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all",
+                  weight_decay: float = 0.0) -> ml_collections.ConfigDict:
   """AuxL as the MAOAL paper runs it: AuxiLearn's nonlinear monotone combiner
-  T→5→5→1 over the batch-mean losses, SGD 1e-3 on φ, Neumann α 1e-4 (no prefactor)."""
+  T→5→5→1 over the batch-mean losses, SGD 1e-3 on φ, Neumann α 1e-4 (no prefactor).
+  MAOAL's code also restricts the hypergradient to the shared parameters
+  (``hyper_wrt="shared"``) and decays φ by 5e-4; its configs pass both."""
   c.method.kwargs = ml_collections.ConfigDict(
-      {"net": "nonlinear", "hidden": (5, 5), "monotone": True})
+      {"net": "nonlinear", "hidden": (5, 5), "monotone": True, "hyper_wrt": hyper_wrt,
+       "bias_out": False})   # AuxiLearn's Mono nonlinear net: no output bias
   c.hyper.optimizer = "sgd"
   c.hyper.lr = 1e-3
   c.hyper.solver_kwargs.neumann.step = 1e-4
-  c.hyper.weight_decay = 0.0
+  c.hyper.weight_decay = weight_decay
   return c
 
 

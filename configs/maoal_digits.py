@@ -9,7 +9,14 @@ See `aux_jax.data.digits`. Runs in about two minutes on a 2-core CPU.
 
 The optional argument after ':' names the method (any of `aux_jax.methods.METHODS`:
 stl | equal | unif | gcs | auxl | maoal | pcgrad | cagrad | gradnorm | olaux | slgrad |
-attittud | taskgen; default maoal) and sets that method's own upper-level settings.
+attittud | taskgen; default maoal) and sets that method's own upper-level settings;
+``maoal_convergent`` is MAOAL with the library's recommended upper level (α-scaled
+series, a diverged one skipped; `configs.common.maoal_convergent`). The original's
+α = 1 without prefactor, applied even when the series grows::
+
+    python -m experiments.train --config=configs/maoal_digits.py \
+      --config.hyper.on_diverged=apply --config.hyper.solver_kwargs.neumann.step=1.0 \
+      --config.hyper.solver_kwargs.neumann.scale_by_step=False --workdir=...
 """
 
 import ml_collections
@@ -21,14 +28,18 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = common.base()
   c.data = common.data("digits", batch_size=32, dev_batch_size=50, crop_pad=1)
   c.model = common.model("small_cnn")
-  c.method = common.method(method or "maoal", partition="module_wise")
+  method = method or "maoal"
+  c.method = common.method(method, partition="module_wise")
   c.optim = common.optim("sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                          schedule="cosine", num_steps=1500)
   # Upper level (learnable methods): MAOAL's setting, with the Neumann step chosen so
-  # the series converges on this model.
+  # the series converges on this model; our harness skips a diverged series.
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01,
-                         weight_decay=5e-4)
-  if c.method.name == "auxl":
-    common.auxl_baseline(c)
-  c.train = common.train(log_every=50, eval_every=100, checkpoint_every=500)
+                         weight_decay=5e-4, on_diverged="skip")
+  if method == "maoal_convergent":
+    common.maoal_convergent(c, step=0.1)
+  if c.method.name == "auxl":  # MAOAL's AuxL: IFT over the shared params, φ decay 5e-4
+    common.auxl_baseline(c, hyper_wrt="shared", weight_decay=5e-4)
+  c.train = common.train(log_every=50, eval_every=100, checkpoint_every=500,
+                         track_test_max=True)
   return c

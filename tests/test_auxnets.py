@@ -36,6 +36,7 @@ def _np_softplus(x):
 NETS = {
     "linear": (dict(), (8, T)),
     "linear_skip": (dict(skip_main=True), (8, T)),
+    "linear_fix": (dict(fix_main=True), (8, T)),
     "nonlinear": (dict(hidden=(5, 4)), (8, T)),
     "deep_linear": (dict(hidden=(5,)), (8, T)),
     "conv": (dict(hidden=(4, 3), kernel_sizes=(1, 3)), (2, 6, 5, T)),
@@ -72,10 +73,10 @@ def test_wrong_number_of_tasks_raises(case):
 def test_linear_init_equals_sum_of_mean_losses():
   x = _losses(jax.random.key(0), (7, T))
   expected = np.asarray(x).mean(axis=0).sum()
-  for skip in (False, True):
-    net = auxnets.LinearAuxNet(T, skip_main=skip)
+  for fix in (False, True):
+    net = auxnets.LinearAuxNet(T, fix_main=fix)
     variables = net.init(jax.random.key(1), x)
-    assert variables["params"]["weights"].shape == ((T - 1,) if skip else (T,))
+    assert variables["params"]["weights"].shape == ((T - 1,) if fix else (T,))
     np.testing.assert_allclose(net.apply(variables, x), expected, rtol=1e-6)
 
 
@@ -86,10 +87,18 @@ def test_linear_weighted_sum_and_skip():
   net = auxnets.LinearAuxNet(T)
   np.testing.assert_allclose(
       net.apply({"params": {"weights": w}}, x), (w * means).sum(), rtol=1e-5)
+  fix = auxnets.LinearAuxNet(T, fix_main=True)
+  np.testing.assert_allclose(
+      fix.apply({"params": {"weights": w[1:]}}, x),
+      means[0] + (w[1:] * means[1:]).sum(), rtol=1e-5)
+  # AuxiLearn's skip: learnable w ∈ R^T plus the mean main loss; the main loss's
+  # effective weight is w_0 + 1 (2 at init).
   skip = auxnets.LinearAuxNet(T, skip_main=True)
   np.testing.assert_allclose(
-      skip.apply({"params": {"weights": w[1:]}}, x),
-      means[0] + (w[1:] * means[1:]).sum(), rtol=1e-5)
+      skip.apply({"params": {"weights": w}}, x), (w * means).sum() + means[0], rtol=1e-5)
+  init = skip.init(jax.random.key(1), x)
+  eff = jax.grad(lambda v: skip.apply(init, v))(x).sum(axis=0)
+  np.testing.assert_allclose(eff, [2.0, 1.0, 1.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("activation", ["softplus", "identity"])
@@ -198,4 +207,75 @@ def test_registry():
     auxnets.NonlinearAuxNet(T, activation="relu").init(
         jax.random.key(0), jnp.ones((2, T)))
   with pytest.raises(ValueError, match="num_tasks"):
-    auxnets.LinearAuxNet(1, skip_main=True).init(jax.random.key(0), jnp.ones((2, 1)))
+    auxnets.LinearAuxNet(1, fix_main=True).init(jax.random.key(0), jnp.ones((2, 1)))
+
+
+AUXILEARN_CONV = dict(hidden=(8, 16), kernel_sizes=(3, 3), pool=2, init_bounds=(0.0, 0.1),
+                      weight_norm=False, bias_out=False)
+
+
+def _np_conv3x3(x, k, b):
+  """Cross-correlation with zero padding 1, explicit loops. x [B,H,W,C], k [3,3,C,F]."""
+  bsz, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = np.zeros((bsz, h, w, k.shape[-1]))
+  for i in range(3):
+    for j in range(3):
+      y += np.einsum("bhwc,cf->bhwf", xp[:, i:i + h, j:j + w], k[i, j])
+  return y + b
+
+
+def _np_pool2(x):
+  b, h, w, c = x.shape
+  return x[:, :h // 2 * 2, :w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def test_auxilearn_conv_net_shapes_init_and_effective_weights():
+  """The original's NYUv2 ConvNet: 3×3 3→8 (+bias) → Softplus → avg-pool 2, 3×3 8→16
+  (+bias) → Softplus → avg-pool 2, 1×1 16→1 (no bias); U(0, 0.1), no weight norm;
+  L = mean o + mean ℓ_main. Forward and ∂L/∂ℓ against NumPy."""
+  net = auxnets.ConvAuxNet(T, **AUXILEARN_CONV)
+  x = _losses(jax.random.key(0), (2, 8, 12, T))
+  params = net.init(jax.random.key(1), x)["params"]
+  shapes = jax.tree.map(jnp.shape, params)
+  assert shapes == {"_Conv_0": {"wn": {"kernel": (3, 3, 3, 8)}, "bias": (8,)},
+                    "_Conv_1": {"wn": {"kernel": (3, 3, 8, 16)}, "bias": (16,)},
+                    "_Conv_2": {"wn": {"kernel": (1, 1, 16, 1)}}}
+  assert sum(np.size(l) for l in jax.tree.leaves(params)) == 216 + 8 + 1152 + 16 + 16
+  for name in ("_Conv_0", "_Conv_1", "_Conv_2"):
+    k = np.asarray(params[name]["wn"]["kernel"])
+    assert k.min() >= 0 and k.max() <= 0.1 and k.std() > 0.01
+  for name in ("_Conv_0", "_Conv_1"):
+    np.testing.assert_array_equal(params[name]["bias"], 0.0)
+  params = _randomize(params, jax.random.key(2))  # biases and weights non-trivial
+
+  def np_forward(v):
+    h = v
+    for name in ("_Conv_0", "_Conv_1"):
+      h = _np_pool2(_np_softplus(_np_conv3x3(
+          h, np.asarray(params[name]["wn"]["kernel"], np.float64),
+          np.asarray(params[name]["bias"], np.float64))))
+    o = h @ np.asarray(params["_Conv_2"]["wn"]["kernel"], np.float64)[0, 0]  # [B,2,3,1]
+    assert o.shape == (2, 2, 3, 1)
+    return o.mean() + v[..., 0].mean()
+
+  xn = np.asarray(x, np.float64)
+  np.testing.assert_allclose(net.apply({"params": params}, x), np_forward(xn), rtol=1e-4)
+  # Effective per-pixel weights ∂L/∂ℓ: central differences of the NumPy forward.
+  eff = np.asarray(jax.grad(lambda v: net.apply({"params": params}, v))(x))
+  rng = np.random.default_rng(0)
+  for _ in range(6):
+    idx = tuple(int(rng.integers(n)) for n in x.shape)
+    e = np.zeros_like(xn)
+    e[idx] = 1e-4
+    fd = (np_forward(xn + e) - np_forward(xn - e)) / 2e-4
+    np.testing.assert_allclose(eff[idx], fd, rtol=1e-3, atol=1e-6)
+  # At init (weights ≥ 0): every effective weight is positive, and the main channel
+  # carries the skip term 1/(B·H·W) per pixel on top of the network's.
+  init = net.init(jax.random.key(1), x)
+  eff0 = np.asarray(jax.grad(lambda v: net.apply(init, v))(x))
+  assert (eff0 > 0).all()
+  no_skip = auxnets.ConvAuxNet(T, skip_main=False, **AUXILEARN_CONV)
+  eff0_ns = np.asarray(jax.grad(lambda v: no_skip.apply(init, v))(x))
+  np.testing.assert_allclose(eff0[..., 0] - eff0_ns[..., 0], 1 / x[..., 0].size, rtol=1e-4)
+  np.testing.assert_allclose(eff0[..., 1:], eff0_ns[..., 1:], rtol=1e-6)

@@ -87,11 +87,44 @@ def test_eval_stats_add_up_over_batches_and_ignore_padding():
   pred = zs[..., :5].argmax(-1).reshape(2 * B, H, W)[keep]
   lab = seg.reshape(2 * B, H, W)[keep]
   want = dense.segmentation_metrics(dense.confusion_matrix(pred, lab, 5))
-  assert got["miou"] == pytest.approx(float(want["miou"]), rel=1e-6)
+  assert got["miou_dataset"] == pytest.approx(float(want["miou"]), rel=1e-6)
+  per_image = dense.per_image_segmentation(
+      pred, seg.reshape(2 * B, H, W)[keep], 5)
+  assert got["miou_per_image"] == pytest.approx(float(np.mean(per_image["miou"])), rel=1e-6)
 
 
 def test_default_selection_metrics_and_unknown_kind():
-  assert L.default_select("segmentation") == "miou"
+  assert L.default_select("segmentation") == "miou_dataset"
   assert L.default_select("regression") == "neg_mse"
   with pytest.raises(ValueError, match="unknown task kind"):
     L.per_sample_loss("ranking", jnp.zeros((2, 3)), jnp.zeros(2), 3)
+
+
+def test_focal_losses_match_numpy():
+  """AuxiLearn's focal loss (γ = 2): −(1 − p_y)² log(p_y + 1e-12), and its soft-target
+  form −Σ_c q_c (1 − p_c)² log(p_c + 1e-12); z = (0, 0), y = 0 gives ¼ ln 2."""
+  np.testing.assert_allclose(L.focal_loss(jnp.zeros((1, 2)), jnp.array([0]), 2.0),
+                             [0.25 * np.log(2)], rtol=1e-6)
+  rng = np.random.default_rng(3)
+  z = rng.normal(size=(5, 4)) * 2
+  y = rng.integers(0, 4, 5)
+  q = rng.random((5, 4))
+  q /= q.sum(1, keepdims=True)
+  p = np.exp(z - z.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  want = -(1 - p[np.arange(5), y]) ** 2 * np.log(p[np.arange(5), y] + 1e-12)
+  np.testing.assert_allclose(L.focal_loss(jnp.asarray(z, jnp.float32), jnp.asarray(y), 2.0),
+                             want, rtol=1e-5)
+  want_soft = -(q * (1 - p) ** 2 * np.log(p + 1e-12)).sum(1)
+  np.testing.assert_allclose(
+      L.soft_focal_loss(jnp.asarray(z, jnp.float32), jnp.asarray(q, jnp.float32), 2.0),
+      want_soft, rtol=1e-5)
+  # per_sample_loss routes both classification kinds to them when γ > 0; γ = 0 is CE.
+  zz = jnp.asarray(np.concatenate([z, np.zeros((5, 2))], 1), jnp.float32)  # C_max = 6
+  np.testing.assert_allclose(L.per_sample_loss("classification", zz, jnp.asarray(y), 4, 2.0),
+                             want, rtol=1e-5)
+  np.testing.assert_allclose(
+      L.per_sample_loss("soft_classification", zz, jnp.asarray(q, jnp.float32), 4, 2.0),
+      want_soft, rtol=1e-5)
+  np.testing.assert_allclose(L.focal_loss(jnp.asarray(z, jnp.float32), jnp.asarray(y), 0.0),
+                             -np.log(p[np.arange(5), y] + 1e-12), rtol=1e-5)

@@ -80,18 +80,25 @@ def _check_args(main_coarse, aux_coarse, dev_fraction):
     raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
 
 
+# torchvision-style CIFAR-100 constants in [0, 1] units (MAOAL's train.py:465-475).
+CIFAR100_MEAN = np.array([0.5071, 0.4867, 0.4408], np.float32)
+CIFAR100_STD = np.array([0.2675, 0.2565, 0.2761], np.float32)
+
+
 def load_cifar100_20(
     data_dir: str | None = None,
     main_coarse: int = 14,
     aux_coarse: Sequence[int] = tuple(range(10)),
     dev_fraction: float = 0.05,
     seed: int = 0,
+    normalization: str = "data",
 ) -> MultiTaskData:
   """Loads CIFAR-100/20: task 0 = `main_coarse`, tasks 1.. = `aux_coarse` in order.
 
   Reading and decoding the whole dataset (60,000 PNG records) takes some seconds,
-  once per run. Normalisation constants are the per-channel mean
-  and std of all tasks' training images.
+  once per run. Normalisation constants (``normalization``): ``"data"``, the
+  per-channel mean and std of all tasks' training images, or ``"cifar100"``, the fixed
+  CIFAR-100 constants the MAOAL code uses (`CIFAR100_MEAN`, `CIFAR100_STD`).
 
   Args:
     data_dir: TFDS data directory (default: `TFDS_DATA_DIR` or
@@ -101,6 +108,7 @@ def load_cifar100_20(
     dev_fraction: fraction of the main task's training images held out as the dev
       set (at least 1 image).
     seed: fixes the dev split.
+    normalization: "data" or "cifar100".
 
   Returns:
     A validated `MultiTaskData` with `u8[·, 32, 32, 3]` images, 5 classes per task,
@@ -111,6 +119,8 @@ def load_cifar100_20(
     ValueError: bad arguments or data without the CIFAR-100 class hierarchy.
   """
   _check_args(main_coarse, aux_coarse, dev_fraction)
+  if normalization not in ("data", "cifar100"):
+    raise ValueError(f"normalization must be 'data' or 'cifar100', got {normalization!r}")
   train_src, test_src, features = open_sources(data_dir)
   fine_tr, coarse_tr, decode_tr = _read_split(train_src, features["image"])
   fine_te, coarse_te, decode_te = _read_split(test_src, features["image"])
@@ -145,7 +155,10 @@ def load_cifar100_20(
   task_images[0], task_labels[0] = task_images[0][keep], task_labels[0][keep]
 
   train_x, train_y, counts = pad_tasks(task_images, task_labels)
-  mean, std = channel_stats(np.concatenate(task_images))
+  if normalization == "cifar100":
+    mean, std = CIFAR100_MEAN * 255.0, CIFAR100_STD * 255.0
+  else:
+    mean, std = channel_stats(np.concatenate(task_images))
   return MultiTaskData(
       train_images=train_x,
       train_labels=train_y,

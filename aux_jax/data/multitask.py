@@ -9,6 +9,7 @@ index, see `aux_jax.data.sampler`), so a training step never waits on the host.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import jax.numpy as jnp
 import numpy as np
@@ -104,6 +105,9 @@ class MultiTaskData:
     task_names: `T` names, task 0 the main task.
     mean: `f32[C]` per-channel normalisation mean, in pixel (0..255) units.
     std: `f32[C]` per-channel normalisation std, in pixel units.
+    meta_images, meta_labels: optional main-task set for the upper-level objective
+      only (AuxiLearn's meta-validation split; carried into `SharedInputData` by
+      `aux_jax.data.shared_input.with_subclass_task`); None: dev serves both.
   """
 
   train_images: np.ndarray
@@ -117,6 +121,8 @@ class MultiTaskData:
   task_names: tuple[str, ...]
   mean: np.ndarray
   std: np.ndarray
+  meta_images: Optional[np.ndarray] = None
+  meta_labels: Optional[np.ndarray] = None
 
   @property
   def num_tasks(self) -> int:

@@ -140,7 +140,8 @@ def load_nyuv2(root: str, split: str = "train", *,
 
 
 def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
-                         downsample: int = 1, max_examples: Optional[int] = None):
+                         downsample: int = 1, max_examples: Optional[int] = None,
+                         meta_fraction: float = 0.0, normalize: bool = True):
   """NYUv2 as a `SharedInputData`: segmentation (main), depth and normals (auxiliary).
 
   The training split minus a seeded `dev_fraction` of it (the dev set: validation
@@ -155,6 +156,12 @@ def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
     downsample: keep every `downsample`-th pixel in each direction (2 → 144×192),
       for quick runs; the labels are subsampled the same way (no interpolation).
     max_examples: load only the first this many examples of each split.
+    normalize: standardise each channel by the training images' statistics; False:
+      feed the images in [0, 1] as the original does (x / 255 of the u8 copy).
+    meta_fraction: if > 0, a further ⌊meta_fraction · (rest)⌋ (at least 1) of the
+      training images after the dev split form a separate meta-validation set, the
+      upper-level objective only, as AuxiLearn's NYUv2 code (10 % validation for
+      selection, then 2.5 % of the rest: 795 → 80 / 17 / 698).
 
   Returns:
     A validated `SharedInputData` with tasks ("seg", "depth", "normal").
@@ -180,11 +187,25 @@ def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
   if n_dev >= n:
     raise ValueError(f"dev_fraction={dev_fraction} leaves no NYUv2 training images")
   perm = np.random.default_rng(seed).permutation(n)
-  dev, keep = np.sort(perm[:n_dev]), np.sort(perm[n_dev:])
-  mean, std = channel_stats(train_x[keep])
+  dev, rest = np.sort(perm[:n_dev]), perm[n_dev:]
+  meta = {}
+  if meta_fraction:
+    if not 0.0 < meta_fraction < 1.0:
+      raise ValueError(f"meta_fraction must lie in [0, 1), got {meta_fraction}")
+    n_meta = max(1, int(meta_fraction * len(rest)))  # the original truncates
+    if n_meta >= len(rest):
+      raise ValueError(f"meta_fraction={meta_fraction} leaves no NYUv2 training images")
+    m = np.sort(rest[:n_meta])
+    rest = rest[n_meta:]
+    meta = dict(meta_inputs=train_x[m], meta_targets=tuple(y[m] for y in train_y))
+  keep = np.sort(rest)
+  if normalize:
+    mean, std = channel_stats(train_x[keep])
+  else:  # preprocess: (x − 0) / 255
+    mean, std = np.zeros(3, np.float32), np.full(3, 255.0, np.float32)
   return SharedInputData(
       train_inputs=train_x[keep], train_targets=tuple(y[keep] for y in train_y),
       dev_inputs=train_x[dev], dev_targets=tuple(y[dev] for y in train_y),
       test_inputs=test_x, test_targets=test_y,
       task_names=TASKS, task_kinds=("segmentation", "depth", "normal"),
-      num_outputs=(NUM_CLASSES, 1, 3), mean=mean, std=std).validate()
+      num_outputs=(NUM_CLASSES, 1, 3), mean=mean, std=std, **meta).validate()

@@ -68,6 +68,9 @@ class SharedInputData:
       for float inputs.
     train_info: optional per-training-example metadata, each `[N]` (e.g. "noisy":
       which main-task labels were corrupted; used by analyses, never by training).
+    meta_inputs, meta_targets: optional separate held-out set for the upper-level
+      objective only (AuxiLearn's "meta-validation" split, disjoint from train and
+      dev); None: the dev set serves both.
   """
 
   train_inputs: np.ndarray
@@ -82,6 +85,8 @@ class SharedInputData:
   mean: Optional[np.ndarray] = None
   std: Optional[np.ndarray] = None
   train_info: dict = dataclasses.field(default_factory=dict)
+  meta_inputs: Optional[np.ndarray] = None
+  meta_targets: Optional[tuple] = None
 
   @property
   def num_tasks(self) -> int:
@@ -130,7 +135,8 @@ class SharedInputData:
       if np.any(np.asarray(self.std) <= 0):
         fail("std must be positive")
     spatial = tuple(x.shape[1:3]) if x.ndim == 4 else ()
-    for split in ("train", "dev", "test"):
+    splits = ("train", "dev", "test") + (("meta",) if self.meta_inputs is not None else ())
+    for split in splits:
       xs, ys = getattr(self, f"{split}_inputs"), getattr(self, f"{split}_targets")
       if xs.shape[1:] != x.shape[1:] or xs.dtype != x.dtype or len(xs) < 1:
         fail(f"{split}_inputs must be {x.dtype}[N, {', '.join(map(str, x.shape[1:]))}], "
@@ -195,6 +201,9 @@ def with_subclass_task(data, num_subclasses: int, name: str = "subclasses"
 
   n = int(data.train_counts[0])
   x, y = data.train_images[0, :n], data.train_labels[0, :n]
+  meta = {} if data.meta_images is None else dict(
+      meta_inputs=data.meta_images,
+      meta_targets=(data.meta_labels, uniform(data.meta_labels)))
   return SharedInputData(
       train_inputs=x, train_targets=(y, uniform(y)),
       dev_inputs=data.dev_images, dev_targets=(data.dev_labels, uniform(data.dev_labels)),
@@ -202,4 +211,4 @@ def with_subclass_task(data, num_subclasses: int, name: str = "subclasses"
       test_targets=(data.test_labels, uniform(data.test_labels)),
       task_names=(data.task_names[0], name), task_kinds=("classification",
                                                           "soft_classification"),
-      num_outputs=(c, c * k), mean=data.mean, std=data.std).validate()
+      num_outputs=(c, c * k), mean=data.mean, std=data.std, **meta).validate()

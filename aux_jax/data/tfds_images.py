@@ -68,8 +68,19 @@ def split_dev(num_train: int, dev_fraction: float, seed: int,
   return np.sort(train), np.sort(perm[:n_dev])
 
 
+def per_class_subset(labels: np.ndarray, rows: np.ndarray, per_class: int, seed: int
+                     ) -> np.ndarray:
+  """At most ``per_class`` of ``rows`` per class of ``labels[rows]``, drawn with ``seed``
+  (AuxiLearn's Pet protocol: 30 training images per breed). Returns sorted rows."""
+  rng = np.random.default_rng(seed + 1)
+  keep = [rng.permutation(rows[labels[rows] == c])[:int(per_class)]
+          for c in np.unique(labels[rows])]
+  return np.sort(np.concatenate(keep))
+
+
 def _single_task(name: str, num_classes: int, shape: Optional[tuple[int, int, int]],
-                 data_dir, dev_fraction, seed, max_train) -> MultiTaskData:
+                 data_dir, dev_fraction, seed, max_train,
+                 per_class: Optional[int] = None, meta_size: int = 0) -> MultiTaskData:
   # Validate before the (slow) read.
   if not 0.0 < dev_fraction < 1.0:
     raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
@@ -78,6 +89,16 @@ def _single_task(name: str, num_classes: int, shape: Optional[tuple[int, int, in
                                                      shape)
   labels, test_labels = labels["label"], test_labels["label"]
   train, dev = split_dev(len(labels), dev_fraction, seed, max_train)
+  if per_class is not None:
+    train = per_class_subset(labels, train, per_class, seed)
+  meta = {}
+  if meta_size:
+    if not 0 < int(meta_size) < len(train):
+      raise ValueError(f"meta_size must lie in [0, {len(train)}), got {meta_size}")
+    m = np.random.default_rng(seed + 2).permutation(train)[:int(meta_size)]
+    train = np.setdiff1d(train, m)
+    m = np.sort(m)
+    meta = dict(meta_images=images[m], meta_labels=labels[m].astype(np.int32))
   train_images = images[train]
   mean, std = channel_stats(train_images)
   return MultiTaskData(
@@ -92,6 +113,7 @@ def _single_task(name: str, num_classes: int, shape: Optional[tuple[int, int, in
       task_names=(name,),
       mean=mean,
       std=std,
+      **meta,
   ).validate()
 
 
@@ -118,7 +140,9 @@ def load_cifar10(data_dir: Optional[str] = None, dev_fraction: float = 0.1,
 
 def load_oxford_pet(data_dir: Optional[str] = None, image_size: int = 64,
                     dev_fraction: float = 0.1, seed: int = 0,
-                    max_train: Optional[int] = None) -> MultiTaskData:
+                    max_train: Optional[int] = None,
+                    per_class: Optional[int] = None, meta_size: int = 0
+                    ) -> MultiTaskData:
   """Oxford-IIIT Pet (TFDS 'oxford_iiit_pet') as one 37-way breed task.
 
   The 'label' feature (37 breeds) is the main task; images of varying size are
@@ -132,6 +156,10 @@ def load_oxford_pet(data_dir: Optional[str] = None, image_size: int = 64,
     dev_fraction: share of the training split held out as dev.
     seed: fixes the dev split (and the ``max_train`` subset).
     max_train: keep at most this many training images.
+    per_class: then keep at most this many training images per breed (AuxiLearn's
+      protocol: 30; None: all).
+    meta_size: then move this many training images to a meta-validation set, the
+      hypergradient's objective only (AuxiLearn's protocol: 9; 0: the dev set).
 
   Returns:
     A validated single-task `MultiTaskData`.
@@ -144,4 +172,4 @@ def load_oxford_pet(data_dir: Optional[str] = None, image_size: int = 64,
     raise ValueError(f"image_size must be a positive int, got {image_size}")
   shape = (int(image_size), int(image_size), 3)
   return _single_task(PET_NAME, PET_CLASSES, shape, data_dir, dev_fraction, seed,
-                      max_train)
+                      max_train, per_class, meta_size)

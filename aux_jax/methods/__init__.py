@@ -47,13 +47,14 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       (needed by ``maoal``, ``gradnorm`` (leaf paths) and ``attittud`` (leaf shapes)).
     tasks: the tasks' `TaskSpec` (needed by ``taskgen``: class counts, input shape).
     **kwargs: method options from ``config.method.kwargs``:
-      ``auxl``: net, hidden, monotone; ``maoal``: lower, floor; ``cagrad``: c (the
-      paper's), num_iterations, rescale; ``gradnorm``: alpha, lr, layer, min_weight;
-      ``olaux``: every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``:
-      scale; ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
+      ``auxl``: net, hidden, monotone, inputs, hyper_wrt, pixel_mask and the network's
+      own (`aux_jax.auxnets`); ``maoal``: lower, floor; ``cagrad``: c (the paper's),
+      num_iterations, rescale; ``gradnorm``: alpha, lr, layer, min_weight; ``olaux``:
+      every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``: scale;
+      ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
       primary_weight, main_samples; ``taskgen``: aux_weight, learn_labeler,
-      labeler_features. ``pcgrad`` takes none (a TypeError on any);
-      ``stl``/``equal``/``unif``/``gcs`` ignore them.
+      labeler_features, combiner, aux_scale. ``pcgrad`` takes none (a TypeError on
+      any); ``stl``/``equal``/``unif``/``gcs`` ignore them.
 
   Raises:
     ValueError: unknown name, or a missing partition.

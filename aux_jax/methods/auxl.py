@@ -9,10 +9,15 @@ weight normalisation, output = mean + main loss). What g_φ sees (``inputs``):
 * "sample": each sample's loss vector ℓ_b ∈ R^T, g_φ averaged over the batch
   (AuxiLearn; needs tasks that share their inputs, `SharedInputData`);
 * "pixel": per-pixel loss maps f32[B, H, W, T] for the convolutional network
-  (AuxiLearn's NYUv2 ConvNet; needs `LossFns.per_pixel`).
+  (AuxiLearn's NYUv2 ConvNet; needs `LossFns.per_pixel`), averaged over the pixels
+  valid for the main task (``pixel_mask=True``) or over all pixels as the original
+  (``pixel_mask=False``; invalid pixels then enter with the loss 0 they carry).
 
 G = ∇_θ L_T is the gradient of one scalar, so J is a Hessian (symmetric), and φ is
-trained by the implicit hypergradient over all parameters.
+trained by the implicit hypergradient over ``hyper_wrt``: ``"all"`` parameters
+(AuxiLearn's NYUv2 and Pet trainers) or the ``"shared"`` backbone only, heads held
+fixed, J = H_ss the backbone block of the Hessian (the AuxL baseline of MAOAL's code,
+which passes only the shared parameters to its meta optimizer).
 
 The logged "weights" are the effective auxiliary weights Σ ∂g_φ/∂ℓ_{·,k} at the current
 losses (summed over samples/pixels; for L = Σ_k w_k · mean ℓ_k this is w_k), k = 1..K.
@@ -30,8 +35,12 @@ INPUTS = ("batch", "sample", "pixel")
 
 
 def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True,
-         inputs: str = "batch", **net_kwargs) -> Method:
-  """The AuxL `Method`: auxiliary network ``net`` over the losses named by ``inputs``."""
+         inputs: str = "batch", hyper_wrt: str = "all", pixel_mask: bool = True,
+         **net_kwargs) -> Method:
+  """The AuxL `Method`: auxiliary network ``net`` over the losses named by ``inputs``,
+  hypergradient over ``hyper_wrt`` (``"all"`` | ``"shared"``)."""
+  if hyper_wrt not in ("all", "shared"):
+    raise ValueError(f"auxl hyper_wrt must be 'all' or 'shared', got {hyper_wrt!r}")
   if inputs not in INPUTS:
     raise ValueError(f"auxl inputs must be one of {INPUTS}, got {inputs!r}")
   if (net == "conv") != (inputs == "pixel"):
@@ -40,8 +49,9 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
   kwargs = dict(net_kwargs)
   if net in ("nonlinear", "deep_linear", "conv"):
     kwargs["hidden"] = tuple(hidden)
-  if net == "conv" and "kernel_sizes" in kwargs:
-    kwargs["kernel_sizes"] = tuple(kwargs["kernel_sizes"])
+  for key in ("kernel_sizes", "init_bounds"):
+    if key in kwargs:
+      kwargs[key] = tuple(kwargs[key])
   auxnet = get_auxnet(net, num_tasks, monotone=monotone, **kwargs)
 
   def init(key):
@@ -61,7 +71,8 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
       axes = (1, 2, 3)
       task_losses = jnp.sum(maps, axes) / jnp.maximum(jnp.sum(valid, axes), 1.0)
       # Average over pixels valid for the main task (AuxiLearn's mask).
-      return jnp.moveaxis(maps, 0, -1), valid[0], task_losses, model_state
+      return (jnp.moveaxis(maps, 0, -1), valid[0] if pixel_mask else None, task_losses,
+              model_state)
     if inputs == "sample":
       per_sample, model_state = losses.per_sample(p)
       return per_sample.T, None, jnp.mean(per_sample, axis=1), model_state
@@ -87,4 +98,4 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
     return grads, state, model_state, {**task_metrics(task_losses), "weights": eff[1:]}
 
   return Method(name="auxl", init=init, direction=direction, learnable=True,
-                symmetric=True, projection=auxnet.projection, hyper_wrt="all")
+                symmetric=True, projection=auxnet.projection, hyper_wrt=hyper_wrt)

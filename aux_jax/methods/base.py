@@ -109,8 +109,10 @@ class Method(NamedTuple):
     learnable: φ is trained by the upper level.
     symmetric: ∂direction/∂θ is symmetric (direction is the gradient of one scalar).
     projection: applied to φ after each upper step (e.g. clamping), or None.
-    hyper_wrt: ``"shared"`` (the IFT over the backbone θ_s, heads held fixed, as MAOAL)
-      or ``"all"`` (over every parameter, as AuxiLearn).
+    hyper_wrt: ``"shared"`` (the IFT over the backbone θ_s, heads held fixed, as MAOAL),
+      ``"all"`` (over every parameter, as AuxiLearn) or ``"main_head"`` (the backbone
+      and the main task's head, the auxiliary heads held fixed, as AuxiLearn's Pet
+      task generation).
 
   ``direction``'s metrics hold ``"weights"``: the current auxiliary weights to log and
   plot (f32[K] per task, or f32[K, M] task × module).

@@ -6,18 +6,28 @@ a novel auxiliary task"). No auxiliary labels are given: a labeler g_φ
 distribution q_φ(x, y) over the k sub-classes of y (`aux_jax.taskgen.masked_softmax`).
 The data carry a second task of kind "soft_classification" with C·k outputs
 (`aux_jax.data.shared_input.with_subclass_task`); this method replaces its targets by
-q_φ on every batch, so the lower level minimises
+q_φ on every batch. With per-sample losses ℓ_m (main) and ℓ_a (generated labels) —
+cross-entropies, or focal losses when the problem's ``data.focal_gamma`` is set, as in
+the original (`aux_jax.losses.focal_loss`) — and s = ``aux_scale``, λ = ``aux_weight``,
+the lower level minimises, by ``combiner``:
 
-    L_T(θ, φ) = mean_b CE(main(x_b), y_b) + λ mean_b [−Σ_i q_φ(x_b, y_b)_i log softmax(aux(x_b))_i]
+    "fixed":        L_T(θ, φ) = mean_b ℓ_m + λ s mean_b ℓ_a
+    "linear_skip":  L_T(θ, φ) = mean_b (w_0 ℓ_m + w_1 λ s ℓ_a) + mean_b ℓ_m
 
-(λ = ``aux_weight``). q depends on φ only, so the lower step treats it as a constant,
-while the upper step differentiates through it: G = ∇_θ L_T over all parameters is the
-gradient of one scalar (J symmetric), and φ gets dL_dev/dφ = −(∂G/∂φ)ᵀ p by any solver
-of `aux_jax.hypergrad` (the original: 3 Neumann terms, no α prefactor).
+"linear_skip" is the original's (AuxiLearn's ``MonoLinearHyperNet`` with skip: w ∈ R²
+init 1, clamped ≥ 0 after each upper step, `aux_jax.auxnets.LinearAuxNet`), trained
+jointly with the labeler: φ = {"labeler", "combiner"}. The original: focal γ = 2,
+s = 0.25, λ = 1.
+
+q depends on φ only, so the lower step treats it as a constant, while the upper step
+differentiates through it: G = ∇_θ L_T over all parameters is the gradient of one
+scalar (J symmetric), and φ gets dL_dev/dφ = −(∂G/∂φ)ᵀ p by any solver of
+`aux_jax.hypergrad` (the original: 3 Neumann terms, no α prefactor).
 
 Variants: ``learn_labeler=False`` keeps the random labeler fixed (no upper steps);
 ``aux_weight=0`` — or method ``stl`` on the same data — trains the main task alone.
-The logged "weights" are ``[λ]``; ``label_entropy`` (nats; log k = uniform) shows a
+The logged "weights" are the effective auxiliary weight ``[w_1 λ s]`` (``[λ s]`` for
+"fixed"); ``label_entropy`` (nats; log k = uniform) shows a
 labeler collapsing onto one sub-class.
 """
 
@@ -28,8 +38,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from aux_jax.auxnets import LinearAuxNet, monotone_projection
 from aux_jax.methods.base import Method, MethodState, TaskSpec, task_metrics
 from aux_jax.taskgen import Labeler
+
+COMBINERS = ("fixed", "linear_skip")
 
 
 def label_entropy(q: jax.Array) -> jax.Array:
@@ -39,7 +52,8 @@ def label_entropy(q: jax.Array) -> jax.Array:
 
 
 def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = True,
-            labeler_features: Sequence[int] = (16, 32)) -> Method:
+            labeler_features: Sequence[int] = (16, 32), combiner: str = "fixed",
+            aux_scale: float = 1.0, hyper_wrt: str = "all") -> Method:
   """The task-generation `Method` for a (main, sub-class) task pair.
 
   Args:
@@ -48,10 +62,18 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
     aux_weight: λ >= 0.
     learn_labeler: train φ by the hypergradient (False: a fixed random labeler).
     labeler_features: widths of the labeler's conv (or dense) layers.
+    combiner: "fixed" or "linear_skip" (module docstring).
+    aux_scale: s, the factor on the auxiliary loss (the original: 0.25).
+    hyper_wrt: θ of the implicit hypergradient: "all" parameters, or "main_head" (the
+      backbone and the main head; the original Pet code leaves the auxiliary head out).
 
   Raises:
-    ValueError: the tasks are not such a pair, or λ < 0.
+    ValueError: the tasks are not such a pair, λ < 0, or an unknown combiner.
   """
+  if hyper_wrt not in ("all", "main_head"):
+    raise ValueError(f"taskgen hyper_wrt must be 'all' or 'main_head', got {hyper_wrt!r}")
+  if combiner not in COMBINERS:
+    raise ValueError(f"taskgen combiner must be one of {COMBINERS}, got {combiner!r}")
   if (len(tasks.kinds) != 2 or tasks.kinds[0] != "classification"
       or tasks.kinds[1] != "soft_classification"):
     raise ValueError(
@@ -66,30 +88,45 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
     raise ValueError(f"taskgen aux_weight must be >= 0, got {aux_weight}")
   k = total // num_classes
   labeler = Labeler(num_classes, k, features=tuple(labeler_features))
-  weight = jnp.asarray([aux_weight], jnp.float32)
+  net = LinearAuxNet(2, skip_main=True)
+  scale = float(aux_weight) * float(aux_scale)
 
   def init(key):
     x = jnp.zeros((2,) + tuple(tasks.input_shape), jnp.float32)
-    phi = labeler.init(key, x, jnp.zeros((2,), jnp.int32))["params"]
+    phi = {"labeler": labeler.init(key, x, jnp.zeros((2,), jnp.int32))["params"]}
+    if combiner == "linear_skip":
+      phi["combiner"] = net.init(key, jnp.zeros((1, 2)))["params"]
     return MethodState(phi=phi, state=())
+
+  def projection(phi):  # the combiner is monotone (weights ≥ 0); the labeler is free
+    return {**phi, "combiner": monotone_projection(phi["combiner"])}
+
+  def combine(phi, per_sample):
+    """f32[T=2, B] per-sample losses -> (L_T, effective auxiliary weight f32[1])."""
+    if combiner == "fixed":
+      return jnp.mean(per_sample[0]) + scale * jnp.mean(per_sample[1]), jnp.full((1,), scale)
+    scaled = jnp.stack([per_sample[0], scale * per_sample[1]], axis=-1)  # [B, 2]
+    w = phi["combiner"]["weights"]
+    return net.apply({"params": phi["combiner"]}, scaled), w[1:] * scale
 
   def direction(params, phi, state, losses, key):
     del key
     if not isinstance(losses.targets, tuple) or losses.inputs is None:
       raise ValueError("taskgen needs tasks that share their inputs")
     labels = losses.targets[0]
-    q = labeler.apply({"params": phi}, losses.inputs, labels)
+    q = labeler.apply({"params": phi["labeler"]}, losses.inputs, labels)
 
     def total(p):
       per_sample, model_state = losses.per_sample(p, (labels, q))
-      task_losses = jnp.mean(per_sample, axis=1)
-      return task_losses[0] + aux_weight * task_losses[1], (task_losses, model_state)
+      loss, weight = combine(phi, per_sample)
+      return loss, (jnp.mean(per_sample, axis=1), weight, model_state)
 
-    grads, (task_losses, model_state) = jax.grad(total, has_aux=True)(params)
-    metrics = {**task_metrics(task_losses), "weights": weight,
+    grads, (task_losses, weight, model_state) = jax.grad(total, has_aux=True)(params)
+    metrics = {**task_metrics(task_losses), "weights": jax.lax.stop_gradient(weight),
                "label_entropy": label_entropy(jax.lax.stop_gradient(q))}
     return grads, state, model_state, metrics
 
   return Method(name="taskgen", init=init, direction=direction,
                 learnable=bool(learn_labeler) and aux_weight > 0, symmetric=True,
-                hyper_wrt="all")
+                projection=projection if combiner == "linear_skip" else None,
+                hyper_wrt=hyper_wrt)

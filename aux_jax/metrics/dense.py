@@ -81,6 +81,47 @@ def segmentation_metrics(conf: jax.Array) -> dict[str, jax.Array]:
   }
 
 
+def per_image_segmentation(pred: jax.Array, label: jax.Array, num_classes: int
+                           ) -> dict[str, jax.Array]:
+  """mIoU and pixel accuracy of each image, as AuxiLearn's NYUv2 code computes them
+  (its ``compute_miou`` / ``compute_iou``), to be averaged over images.
+
+  For image n and class c, over **all** its pixels (ignored ones, label −1, included:
+  a prediction of c there enlarges c's union):
+
+      I_c = #{pred = c ∧ label = c},  U_c = #{pred = c ∨ label = c},
+      miou_n = mean of I_c / U_c over the classes with U_c > 0 (present in the label or
+      the prediction of that image),
+      pixel_acc_n = #{pred = label} / #{label ≥ 0}.
+
+  This differs from `segmentation_metrics` (one confusion matrix over the whole set,
+  ignored pixels removed): name the two apart.
+
+  Args:
+    pred: int[N, ...] predicted classes.
+    label: int[N, ...] ground truth, −1 (or any value outside [0, C)) = ignored.
+    num_classes: C.
+
+  Returns:
+    {"miou": f32[N], "pixel_acc": f32[N]} (0 for an image without a class present).
+  """
+  if pred.shape != label.shape:
+    raise ValueError(f"pred {pred.shape} and label {label.shape} must have one shape")
+  n = pred.shape[0]
+  pred = pred.reshape(n, -1).astype(jnp.int32)
+  label = label.reshape(n, -1).astype(jnp.int32)
+  classes = jnp.arange(num_classes)[:, None, None]           # [C, 1, 1]
+  is_p, is_l = pred[None] == classes, label[None] == classes  # [C, N, P]
+  inter = jnp.sum(is_p & is_l, -1).astype(jnp.float32)      # [C, N]
+  union = jnp.sum(is_p | is_l, -1).astype(jnp.float32)
+  present = union > 0
+  iou = jnp.where(present, inter / jnp.maximum(union, 1.0), 0.0)
+  miou = jnp.sum(iou, 0) / jnp.maximum(jnp.sum(present, 0), 1)
+  labelled = jnp.sum(label >= 0, -1).astype(jnp.float32)
+  correct = jnp.sum((pred == label) & (label >= 0), -1).astype(jnp.float32)
+  return {"miou": miou, "pixel_acc": correct / jnp.maximum(labelled, 1.0)}
+
+
 # ------------------------------------------------------------------------- depth
 
 

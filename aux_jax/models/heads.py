@@ -2,6 +2,11 @@
 
 Heads are `{'kernel': f32[T, F, C_max], 'bias': f32[T, C_max]}`; head `t` computes
 `logits = feats @ kernel[t] + bias[t]`, exactly a `flax.linen.Dense(C_max)`.
+
+Dense heads (per-pixel features) may start with a per-task 3×3 convolution F → F with
+bias and no activation (``conv3x3=True``: extra leaves ``conv_kernel`` f32[T, 3, 3, F, F]
+and ``conv_bias`` f32[T, F]), as the task heads of AuxiLearn's NYUv2 SegNet (3×3 then
+1×1).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 
-def init_heads(key, num_tasks: int, features: int, num_classes_max: int) -> dict:
+def init_heads(key, num_tasks: int, features: int, num_classes_max: int,
+               conv3x3: bool = False) -> dict:
   """Initialises `num_tasks` heads like `flax.linen.Dense`: LeCun-normal kernel, zero bias.
 
   Args:
@@ -19,14 +25,22 @@ def init_heads(key, num_tasks: int, features: int, num_classes_max: int) -> dict
     num_tasks: `T`.
     features: input size `F`.
     num_classes_max: output size `C_max`.
+    conv3x3: also a 3×3 convolution F → F before the linear map (dense heads).
 
   Returns:
-    `{'kernel': f32[T, F, C_max], 'bias': f32[T, C_max]}`.
+    `{'kernel': f32[T, F, C_max], 'bias': f32[T, C_max]}` (+ ``conv_kernel``,
+    ``conv_bias``).
   """
   keys = jax.random.split(key, num_tasks)
   init = nn.initializers.lecun_normal()
   kernel = jax.vmap(lambda k: init(k, (features, num_classes_max), jnp.float32))(keys)
-  return {"kernel": kernel, "bias": jnp.zeros((num_tasks, num_classes_max), jnp.float32)}
+  heads = {"kernel": kernel, "bias": jnp.zeros((num_tasks, num_classes_max), jnp.float32)}
+  if conv3x3:
+    ckeys = jax.random.split(jax.random.fold_in(key, 1), num_tasks)
+    heads["conv_kernel"] = jax.vmap(
+        lambda k: init(k, (3, 3, features, features), jnp.float32))(ckeys)
+    heads["conv_bias"] = jnp.zeros((num_tasks, features), jnp.float32)
+  return heads
 
 
 def apply_heads(heads: dict, feats: jnp.ndarray) -> jnp.ndarray:
@@ -42,8 +56,19 @@ def apply_head(heads: dict, t, feats: jnp.ndarray) -> jnp.ndarray:
 def apply_heads_shared(heads: dict, feats: jnp.ndarray) -> jnp.ndarray:
   """All heads on one batch's features: `f32[B, ..., F] -> f32[T, B, ..., C_max]`.
 
-  Dense features (`f32[B, H, W, F]`) get a per-pixel linear head (a 1×1 convolution).
+  Dense features (`f32[B, H, W, F]`) get a per-pixel linear head (a 1×1 convolution),
+  after the per-task 3×3 convolution if the heads have one (``conv_kernel``).
   """
+  if "conv_kernel" in heads:
+    if feats.ndim != 4:
+      raise ValueError(f"3×3 conv heads need features f32[B, H, W, F]; got {feats.shape}")
+    conv = lambda k, b: jax.lax.conv_general_dilated(
+        feats, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    hidden = jax.vmap(conv)(heads["conv_kernel"], heads["conv_bias"])  # [T, B, H, W, F]
+    out = jnp.einsum("t...f,tfc->t...c", hidden, heads["kernel"])
+    bias = heads["bias"].reshape((heads["bias"].shape[0],) + (1,) * (feats.ndim - 1)
+                                 + heads["bias"].shape[-1:])
+    return out + bias
   out = jnp.einsum("...f,tfc->t...c", feats, heads["kernel"])
   bias = heads["bias"].reshape((heads["bias"].shape[0],) + (1,) * (feats.ndim - 1)
                                + heads["bias"].shape[-1:])

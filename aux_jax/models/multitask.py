@@ -7,9 +7,15 @@ task's chunk by that chunk's own statistics. `multitask_features` does this with
 the batch axis of every convolution, so it costs one pass over `T·B` images, and only
 the reductions (BatchNorm statistics) stay per task.
 
-The running statistics returned are the update from the main task's chunk alone
-(task 0): evaluation is on the main task, and statistics dominated by auxiliary
-images would not match its inputs (a defect of the original code).
+Running statistics (``bn_stats``):
+
+* ``"main"``: the update from the main task's chunk alone (task 0): evaluation is on
+  the main task, and statistics dominated by auxiliary images would not match its
+  inputs (a defect of the original code);
+* ``"all"``: every chunk's update folded in task order 0..T−1, as the original's T
+  successive forward passes do: with momentum m (Flax's; PyTorch's is 1 − m) and chunk
+  statistics μ_t, r ← m r + (1 − m) μ_t for t = 0, …, T−1, i.e.
+  r_T = m^T r + (1 − m) Σ_t m^{T−1−t} μ_t.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ import jax
 import jax.numpy as jnp
 
 from aux_jax.models.backward_scale import scaled_layers
+from aux_jax.models.small_cnn import BN_MOMENTUM
 
 
 def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
                        train: bool, stacked: bool = False,
-                       layer_scales: Optional[dict] = None) -> tuple[jnp.ndarray, Any]:
+                       layer_scales: Optional[dict] = None, bn_stats: str = "main",
+                       bn_momentum: float = BN_MOMENTUM) -> tuple[jnp.ndarray, Any]:
   """Backbone features of every task's batch.
 
   Args:
@@ -44,12 +52,18 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
       cotangent of that layer is multiplied by ``[t]`` and its input cotangent
       divided by it (`aux_jax.models.backward_scale`; MAOAL's one-pass lower step).
       The forward pass is unchanged. Training only.
+    bn_stats: ``"main"`` or ``"all"``: which chunks update the running statistics
+      (module docstring).
+    bn_momentum: the backbone's BatchNorm momentum m (every aux_jax backbone's:
+      `BN_MOMENTUM` = 0.9, PyTorch's 0.1), used by ``"all"``.
 
   Returns:
     `(features f32[T, B, F], new_batch_stats)`. `new_batch_stats` is the
-    `batch_stats` collection after the update from task 0's chunk when `train` and
+    `batch_stats` collection after the update (``bn_stats``) when `train` and
     the backbone has BatchNorm, otherwise None.
   """
+  if bn_stats not in ("main", "all"):
+    raise ValueError(f"bn_stats must be 'main' or 'all', got {bn_stats!r}")
   if images.ndim < 3:
     raise ValueError(f"images must be [T, B, ...], got shape {images.shape}")
   has_bn = "batch_stats" in variables
@@ -73,7 +87,19 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
 
   feats, stats = jax.vmap(one_task, in_axes=(params_axis, 0, 0))(
       variables["params"], images, scales)
-  return feats, None if stats is None else jax.tree.map(lambda s: s[0], stats)
+  if stats is None:
+    return feats, None
+  if bn_stats == "main":
+    return feats, jax.tree.map(lambda s: s[0], stats)
+
+  def fold(r, s):
+    # s[t] = m r + (1 − m) μ_t, so the sequential update is r_{t+1} = s[t] + m (r_t − r).
+    r_t = s[0]
+    for t in range(1, s.shape[0]):
+      r_t = s[t] + bn_momentum * (r_t - r)
+    return r_t
+
+  return feats, jax.tree.map(fold, variables["batch_stats"], stats)
 
 
 def single_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,

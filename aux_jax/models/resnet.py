@@ -11,7 +11,9 @@ so stage 1 runs at full resolution:
     global average pool                                        8w (= 512 for w = 64)
 
 BasicBlock: y = ReLU(BN(conv3×3(ReLU(BN(conv3×3/s(x))))) + shortcut(x)), the shortcut
-a 1×1/s conv + BN where the shape changes, identity otherwise. Every parameter path
+a 1×1/s conv + BN where the shape changes, identity otherwise. ``stem="imagenet"``
+restores ImageNet's stem (7×7/2 conv → BN → ReLU → 3×3/2 max-pool) for large images
+(e.g. AuxiLearn's 224-px Oxford Pet). Every parameter path
 starts with `stem`, `stage1` … `stage4`: the modules of MAOAL's module-wise weights
 (`aux_jax.partition.RESNET18_CIFAR_MODULES`).
 """
@@ -86,16 +88,24 @@ class CifarResNet18(nn.Module):
     width: channels of the stem and stage 1 (64 in the paper).
     stage_sizes: BasicBlocks per stage.
     dtype: compute dtype (params stay float32; the output is float32).
+    stem: "cifar" (3×3/1) or "imagenet" (7×7/2 and a 3×3/2 max-pool).
   """
 
   width: int = 64
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   dtype: Any = jnp.float32
+  stem: str = "cifar"
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = jnp.asarray(x, self.dtype)
-    x = nn.relu(ConvBN(self.width, 3, 1, self.dtype, name="stem")(x, train))
+    if self.stem not in ("cifar", "imagenet"):
+      raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    if self.stem == "imagenet":
+      x = nn.relu(ConvBN(self.width, 7, 2, self.dtype, name="stem")(x, train))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = nn.relu(ConvBN(self.width, 3, 1, self.dtype, name="stem")(x, train))
     for i, n in enumerate(self.stage_sizes):
       x = Stage(self.width * 2**i, n, 1 if i == 0 else 2, self.dtype,
                 name=f"stage{i + 1}")(x, train)

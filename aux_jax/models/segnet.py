@@ -7,15 +7,19 @@ AuxiLearn (Navon et al., ICLR 2021) on NYUv2: a shared VGG-like encoder–decode
     encoder level i:  n_i × [3×3 conv → BatchNorm → ReLU] (f_i channels) → 2×2 max-pool,
                       remembering the arg-max position in every window
     decoder level i:  max-unpool (values back at the remembered positions, zeros
-                      elsewhere) → n_i × [3×3 conv → BN → ReLU], the last one with
-                      f_{i−1} channels (f_0 at level 0)
-    task head:        3×3 conv (f_0) → ReLU → 1×1 conv to the task's channels
+                      elsewhere) → n_i × [3×3 conv → BN → ReLU], the first one
+                      changing f_i to f_{i−1} channels (f_0 at level 0), as
+                      AuxiLearn's SegNet (``decoder_change="first"``; "last": the
+                      last conv changes them)
+    task head:        3×3 conv (f_0, no activation) → 1×1 conv to the task's channels
 
 Outputs: 13-class segmentation logits, 1-channel depth, and 3-channel normals
 divided by their L2 norm (a raw normal that is exactly the zero vector stays 0
-instead of becoming NaN). The defaults (f = 64, 128, 256, 512, 512; n = 2, 2, 3, 3, 3)
-are SegNet's VGG-16 widths; inputs need H and W divisible by 2^levels (288×384 works
-for 5 levels).
+instead of becoming NaN). The defaults (f = 64, 128, 256, 512, 1024; n = 2, 2, 3, 3, 3)
+are AuxiLearn's (SegNet's VGG-16 widths with a 1024-channel deepest level); inputs
+need H and W divisible by 2^levels (288×384 works for 5 levels). The training
+experiments use `SegNetBody` with stacked per-task heads (`aux_jax.models.heads`;
+``model.dense_head="3x3_1x1"``: AuxiLearn's 3×3 (bias, no activation) then 1×1).
 """
 
 from __future__ import annotations
@@ -64,13 +68,20 @@ def max_unpool(y: jax.Array, mask: jax.Array) -> jax.Array:
   return out.transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c)
 
 
+# Conv kernel initialisers by name: AuxiLearn's SegNet uses Xavier-normal (zero bias).
+KERNEL_INITS = {"xavier_normal": nn.initializers.xavier_normal(),
+                "lecun_normal": nn.initializers.lecun_normal()}
+
+
 class _ConvBNReLU(nn.Module):
   features: int
   dtype: Any
+  kernel_init: str = "xavier_normal"
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)
+    x = nn.Conv(self.features, (3, 3), kernel_init=KERNEL_INITS[self.kernel_init],
+                dtype=self.dtype)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
                      epsilon=BN_EPSILON, dtype=self.dtype)(x)
     return nn.relu(x)
@@ -83,7 +94,7 @@ class _Head(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
+    x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)  # no activation (AuxiLearn)
     return nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x).astype(jnp.float32)
 
 
@@ -96,11 +107,16 @@ class SegNetBody(nn.Module):
     features: channels per level, f_0..f_{L−1}.
     convs_per_level: 3×3 convolutions per encoder (and decoder) level, n_0..n_{L−1}.
     dtype: compute dtype (params stay float32).
+    decoder_change: which decoder conv of a level changes the channels, "first"
+      (AuxiLearn's) or "last".
+    kernel_init: "xavier_normal" (AuxiLearn's) or "lecun_normal" (Flax's default).
   """
 
-  features: Sequence[int] = (64, 128, 256, 512, 512)
+  features: Sequence[int] = (64, 128, 256, 512, 1024)
   convs_per_level: Sequence[int] = (2, 2, 3, 3, 3)
   dtype: Any = jnp.float32
+  decoder_change: str = "first"
+  kernel_init: str = "xavier_normal"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -110,6 +126,9 @@ class SegNetBody(nn.Module):
           f"features {tuple(self.features)} and convs_per_level "
           f"{tuple(self.convs_per_level)} must be non-empty, of equal length, with "
           ">= 1 conv per level")
+    if self.kernel_init not in KERNEL_INITS:
+      raise ValueError(f"kernel_init must be one of {tuple(KERNEL_INITS)}, got "
+                       f"{self.kernel_init!r}")
     if x.ndim != 4 or x.shape[1] % 2 ** levels or x.shape[2] % 2 ** levels:
       raise ValueError(
           f"SegNet expects f32[B, H, W, C] with H, W divisible by 2^{levels}; got "
@@ -118,16 +137,19 @@ class SegNetBody(nn.Module):
     masks = []
     for i, (f, n) in enumerate(zip(self.features, self.convs_per_level)):
       for j in range(n):
-        h = _ConvBNReLU(f, self.dtype, name=f"enc{i}_{j}")(h, train)
+        h = _ConvBNReLU(f, self.dtype, self.kernel_init, name=f"enc{i}_{j}")(h, train)
       h, mask = max_pool_with_argmax(h)
       masks.append(mask)
     for i in reversed(range(levels)):
       h = max_unpool(h, masks[i])
       n = self.convs_per_level[i]
+      if self.decoder_change not in ("first", "last"):
+        raise ValueError(f"decoder_change must be 'first' or 'last', got "
+                         f"{self.decoder_change!r}")
       for j in range(n):
-        last = j == n - 1
-        f = self.features[max(i - 1, 0)] if last else self.features[i]
-        h = _ConvBNReLU(f, self.dtype, name=f"dec{i}_{j}")(h, train)
+        changed = self.decoder_change == "first" or j == n - 1
+        f = self.features[max(i - 1, 0)] if changed else self.features[i]
+        h = _ConvBNReLU(f, self.dtype, self.kernel_init, name=f"dec{i}_{j}")(h, train)
     return h
 
 
@@ -141,7 +163,7 @@ class SegNetMTL(nn.Module):
     dtype: compute dtype (params stay float32; outputs are float32).
   """
 
-  features: Sequence[int] = (64, 128, 256, 512, 512)
+  features: Sequence[int] = (64, 128, 256, 512, 1024)
   convs_per_level: Sequence[int] = (2, 2, 3, 3, 3)
   num_classes: int = 13
   dtype: Any = jnp.float32

@@ -115,7 +115,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   tx = optimizers.lower_optimizer(cfg.optim)
   plateau = optimizers.plateau_options(cfg.optim)
   meta = meta_optimizer(optimizers.upper_optimizer(cfg.hyper), max_norm=cfg.hyper.max_norm,
-                        projection=method.projection)
+                        projection=method.projection,
+                        on_diverged=cfg.hyper.get("on_diverged", "skip"))
   step_key = keys.step
 
   @functools.partial(jax.jit, out_shardings=replicated)
@@ -168,6 +169,18 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       merge = lambda t: {"backbone": t, "heads": heads}
       direction = lambda t, phi: method.direction(merge(t), phi, mstate, losses,
                                                   key)[0]["backbone"]
+      val = lambda t: losses.dev(merge(t))
+    elif method.hyper_wrt == "main_head":  # backbone + row 0 of every stacked head leaf
+      heads = state.params["heads"]
+      main = lambda tree: jax.tree.map(lambda h: h[0], tree)
+      theta = {"backbone": state.params["backbone"], "main_head": main(heads)}
+      merge = lambda t: {"backbone": t["backbone"], "heads": jax.tree.map(
+          lambda h, m: h.at[0].set(m), heads, t["main_head"])}
+
+      def direction(t, phi):
+        g = method.direction(merge(t), phi, mstate, losses, key)[0]
+        return {"backbone": g["backbone"], "main_head": main(g["heads"])}
+
       val = lambda t: losses.dev(merge(t))
     else:
       theta = state.params
@@ -225,9 +238,11 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
 
 
 def counters(state: TrainState) -> dict:
-  """Hypergradients applied and skipped so far (zeros for methods without φ)."""
+  """Hypergradients applied, skipped, and diverged (applied or not, by
+  ``hyper.on_diverged``) so far; zeros for methods without φ."""
   return {"hypergrad_applied": int(state.meta_state.num_updates),
-          "hypergrad_skipped": int(state.meta_state.num_skipped)}
+          "hypergrad_skipped": int(state.meta_state.num_skipped),
+          "hypergrad_diverged": int(state.meta_state.num_diverged)}
 
 
 def initialize_from(state: TrainState, model: PyTree, source_tasks, task_names

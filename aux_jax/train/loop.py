@@ -42,7 +42,10 @@ Config fields read (``config.train`` unless said otherwise): ``optim.num_steps``
 keeps a fallback for a corrupt latest checkpoint), ``select`` (the dev metric, higher
 is better; "" = the experiment's), ``patience`` (stop after this many evaluations
 without improvement; 0 = never), ``init_from`` (a finished run's workdir whose best
-model initialises this one, where the experiment supports it).
+model initialises this one, where the experiment supports it), ``track_test_max``
+(also evaluate the test split at every evaluation and report the maximum
+``test_<select>`` over them as ``test_<select>_max_over_epochs``: the figure the MAOAL
+paper reports, an oracle that is logged only and never used for selection).
 """
 
 from __future__ import annotations
@@ -123,6 +126,9 @@ class LoopState(NamedTuple):
     best_dev: f32[], that evaluation's dev metric (−inf before the first).
     best_step: i32[], its step (0 before the first).
     stale: i32[], evaluations since the dev metric last improved.
+    test_max: f32[], the largest ``test_<select>`` over the evaluations so far
+      (``train.track_test_max``; −inf otherwise). An oracle, never used to select.
+    test_max_step: i32[], its step.
   """
 
   state: PyTree
@@ -130,6 +136,8 @@ class LoopState(NamedTuple):
   best_dev: jax.Array
   best_step: jax.Array
   stale: jax.Array
+  test_max: jax.Array
+  test_max_step: jax.Array
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -299,6 +307,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   select = tcfg.get("select", "") or exp.select
   patience = int(tcfg.get("patience", 0))
   dev_key = f"dev_{select}"
+  track_test_max = bool(tcfg.get("track_test_max", False))
+  test_key = f"test_{select}"
   metrics_path = os.path.join(workdir, "metrics.jsonl")
 
   def fresh() -> LoopState:
@@ -312,7 +322,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     best = jax.tree.map(jnp.copy, exp.model(state))
     return sharding.replicate(LoopState(
         state=state, best=best, best_dev=jnp.array(-jnp.inf, jnp.float32),
-        best_step=jnp.zeros((), jnp.int32), stale=jnp.zeros((), jnp.int32)), exp.mesh)
+        best_step=jnp.zeros((), jnp.int32), stale=jnp.zeros((), jnp.int32),
+        test_max=jnp.array(-jnp.inf, jnp.float32),
+        test_max_step=jnp.zeros((), jnp.int32)), exp.mesh)
 
   ckpts = _manager(os.path.join(workdir, "checkpoints"),
                    max(int(tcfg.get("keep_checkpoints", 2)), 1))
@@ -352,6 +364,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "step": done, **_to_host(metrics)}
         record.update(dev)
         record.update({f"{k}_total": v for k, v in exp.counters(state).items()})
+        if track_test_max:  # the oracle figure: logged, never used for selection
+          test_now = exp.evaluate(exp.model(state), "test")
+          record.update(test_now)
+          if test_now[test_key] > float(loop.test_max):
+            loop = loop._replace(test_max=jnp.float32(test_now[test_key]),
+                                 test_max_step=jnp.int32(done))
         pending.append(record)
         if dev[dev_key] > float(loop.best_dev):
           loop = sharding.replicate(loop._replace(
@@ -394,6 +412,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       f"best_{dev_key}": float(loop.best_dev),
       **test,
       f"final_test_{select}": final_test.get(f"test_{select}"),
+      **({f"{test_key}_max_over_epochs": float(loop.test_max),
+          f"{test_key}_max_over_epochs_step": int(loop.test_max_step)}
+         if track_test_max else {}),
       **exp.counters(loop.state),
       "train_seconds": time.time() - t0,
       "steps": int(loop.state.step),

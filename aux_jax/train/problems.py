@@ -105,6 +105,16 @@ def _dev_batch(cfg, n_dev: int) -> int:
   return n_dev if size == 0 else size
 
 
+def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype):
+  """Training images ``[..., H, W, C]`` (raw pixels) → random crop/flip (if
+  ``augment_on``) → ``data.preprocess`` (normalise). The crop pads the raw pixels with
+  0, i.e. black, as torchvision's ``RandomCrop(padding=4)`` on the uint8 image in the
+  originals; padding after normalisation would pad with the mean colour."""
+  if augment_on:  # every image its own offsets and flip (leading axes flattened)
+    images = augment.random_crop_flip(key, images, pad=pad)
+  return data.preprocess(images, dtype)
+
+
 def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
                    mesh=None) -> Problem:
   """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
@@ -120,6 +130,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       (data.train_images, data.train_labels, data.train_counts, data.num_classes,
        data.dev_images, data.dev_labels), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
+  bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
 
   x0 = jnp.zeros((2,) + data.image_shape, dtype)
   variables = backbone.init(keys.init, x0, train=False)
@@ -130,10 +141,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
     images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
-    images = data.preprocess(images, dtype)
-    if cfg.data.augment:
-      images = augment.random_crop_flip(
-          jax.random.fold_in(keys.step, step), images, pad=cfg.data.crop_pad)
+    images = augment_then_preprocess(data, images, jax.random.fold_in(keys.step, step),
+                                     cfg.data.augment, cfg.data.crop_pad, dtype)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dimages, dlabels = dev_x[didx], dev_y[didx]
     if shard_dev:
@@ -143,7 +152,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     def per_sample(params, targets=None, layer_scales=None):
       feats, new_stats = multitask_features(
           backbone, _variables(params, batch_stats), images, train=True,
-          layer_scales=layer_scales)
+          layer_scales=layer_scales, bn_stats=bn_stats)
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
       y = labels if targets is None else targets
       return task_losses.masked_cross_entropy(logits, y, num_classes[:, None]), new_stats
@@ -156,7 +165,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
-          backbone, _variables(stacked, batch_stats), images, train=True, stacked=True)
+          backbone, _variables(stacked, batch_stats), images, train=True, stacked=True,
+          bn_stats=bn_stats)
       heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))
@@ -211,18 +221,26 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   num_tasks = data.num_tasks
   kinds, outs = tuple(data.task_kinds), tuple(int(c) for c in data.num_outputs)
   batch = cfg.data.batch_size
-  n_train, n_dev = len(data.train_inputs), len(data.dev_inputs)
+  # The upper-level objective's set: a separate meta-validation set if the data have
+  # one (AuxiLearn's NYUv2), else dev (also the selection set).
+  meta = data.meta_inputs is not None
+  obj_x, obj_y = ((data.meta_inputs, data.meta_targets) if meta
+                  else (data.dev_inputs, data.dev_targets))
+  n_train, n_dev = len(data.train_inputs), len(obj_x)
   dev_batch = _dev_batch(cfg, n_dev)
   sampler.check_batch_size([n_train], batch, "the training set")
-  sampler.check_batch_size([n_dev], dev_batch, "the dev set")
+  sampler.check_batch_size([n_dev], dev_batch,
+                           "the meta-validation set" if meta else "the dev set")
   dense = all(k in task_losses.DENSE_KINDS for k in kinds)
+  # Focal training and dev losses for classification kinds (AuxiLearn's task
+  # generation: γ = 2); evaluation reports the plain cross-entropy.
+  gamma = float(cfg.data.get("focal_gamma", 0.0))
   if cfg.data.augment and (data.mean is None or any(k in task_losses.DENSE_KINDS
                                                     for k in kinds)):
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
                      "per-image targets; set data.augment=False")
   train_x, train_y, dev_x, dev_y0 = sharding.put_replicated(
-      (data.train_inputs, tuple(data.train_targets), data.dev_inputs,
-       data.dev_targets[0]), mesh)
+      (data.train_inputs, tuple(data.train_targets), obj_x, obj_y[0]), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
 
   x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)
@@ -237,10 +255,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   def losses_at(batch_stats, step) -> LossFns:
     idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
     x = sharding.shard_batch(train_x[idx], mesh)
-    x = data.preprocess(x, dtype)
-    if cfg.data.augment:
-      x = augment.random_crop_flip(jax.random.fold_in(keys.step, step), x[None],
-                                   pad=cfg.data.crop_pad)[0]
+    x = augment_then_preprocess(data, x, jax.random.fold_in(keys.step, step),
+                                cfg.data.augment, cfg.data.crop_pad, dtype)
     ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dx, dy = dev_x[didx], dev_y0[didx]
@@ -251,7 +267,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     def per_sample(params, targets=None):
       z, new_stats = outputs(params, batch_stats, x, train=True)
       y = ys if targets is None else targets
-      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t])
+      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma)
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
@@ -263,7 +279,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
 
     def dev(params):
       z, _ = outputs(params, batch_stats, dx, train=False)
-      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0]))
+      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma))
 
     return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
                    per_task_grads=per_task_mode, inputs=x, targets=tuple(ys))
@@ -297,7 +313,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       num_tasks=num_tasks, task_names=tuple(data.task_names),
       spec=TaskSpec(tuple(data.task_names), kinds, outs, tuple(data.input_shape)),
       variables=variables,
-      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, max(outs)),
+      init_heads=lambda key: init_heads(
+          key, num_tasks, feat_dim, max(outs),
+          conv3x3=dense and cfg.model.get("dense_head", "1x1") == "3x3_1x1"),
       losses_at=losses_at, evaluate=evaluate,
       select=task_losses.default_select(kinds[0]))
 

@@ -60,8 +60,12 @@ def test_pipeline_on_tfds_mock_data():
   _check(data, 4, 2, 14, AUX, 0.2)
   with cifar100_20.mock_cifar100(per_fine_train=4, per_fine_test=2):
     again = load_cifar100_20(main_coarse=14, aux_coarse=AUX, dev_fraction=0.2, seed=0)
-    other = load_cifar100_20(main_coarse=14, aux_coarse=AUX, dev_fraction=0.2, seed=1)
+    other = load_cifar100_20(main_coarse=14, aux_coarse=AUX, dev_fraction=0.2, seed=1,
+                             normalization="cifar100")
   np.testing.assert_array_equal(again.dev_images, data.dev_images)
+  # MAOAL's fixed CIFAR-100 constants, in pixel units.
+  np.testing.assert_allclose(other.mean, np.array([0.5071, 0.4867, 0.4408]) * 255, rtol=1e-6)
+  np.testing.assert_allclose(other.std, np.array([0.2675, 0.2565, 0.2761]) * 255, rtol=1e-6)
   assert not np.array_equal(other.dev_images, data.dev_images)
 
 

@@ -96,6 +96,14 @@ def test_oxford_pet_resizes_and_uses_breed_labels():
                             antialias=True)
     # Pillow's bilinear filter and jax.image's agree to one grey level.
     np.testing.assert_allclose(got, np.clip(np.rint(np.asarray(want)), 0, 255), atol=1)
+  # AuxiLearn's protocol: at most k per breed, then a meta-validation set moved out.
+  with tfds.testing.mock_data(num_examples=20):
+    pet = get_dataset("oxford_pet", image_size=size, dev_fraction=0.25, seed=0,
+                      per_class=1, meta_size=2)
+  n = int(pet.train_counts[0])
+  assert len(pet.meta_labels) == 2 and n == len(np.unique(raw_y[train_rows])) - 2
+  both = np.concatenate([pet.train_labels[0, :n], pet.meta_labels])
+  assert len(np.unique(both)) == len(both)  # one image per breed, disjoint sets
 
 
 def test_bad_arguments():
@@ -110,3 +118,30 @@ def test_bad_arguments():
   train, dev = tfds_images.split_dev(10, 0.3, 0)
   assert len(dev) == 3 and len(train) == 7 and not set(train) & set(dev)
   np.testing.assert_array_equal(np.sort(np.concatenate([train, dev])), np.arange(10))
+
+
+def test_per_class_subset_keeps_at_most_k_rows_per_class():
+  from aux_jax.data.tfds_images import per_class_subset
+  labels = np.array([0, 1, 0, 2, 0, 1, 0, 2, 2, 2])
+  rows = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8])  # row 9 held out
+  kept = per_class_subset(labels, rows, 2, seed=0)
+  assert np.all(np.diff(kept) > 0) and set(kept) <= set(rows)
+  counts = np.bincount(labels[kept], minlength=3)
+  np.testing.assert_array_equal(counts, [2, 2, 2])
+
+
+def test_subclass_task_carries_a_meta_validation_set():
+  from aux_jax.data.multitask import MultiTaskData
+  from aux_jax.data.shared_input import with_subclass_task
+  x = np.zeros((1, 6, 2, 2, 3), np.uint8)
+  data = MultiTaskData(
+      train_images=x, train_labels=np.array([[0, 1, 2, 0, 1, 2]], np.int32),
+      train_counts=np.array([6], np.int32), num_classes=np.array([3], np.int32),
+      dev_images=x[0, :2], dev_labels=np.array([0, 1], np.int32), test_images=x[0, :2],
+      test_labels=np.array([0, 1], np.int32), task_names=("main",),
+      mean=np.zeros(3, np.float32), std=np.ones(3, np.float32),
+      meta_images=x[0, :3], meta_labels=np.array([2, 1, 0], np.int32))
+  shared = with_subclass_task(data, 2)
+  assert shared.meta_inputs.shape == (3, 2, 2, 3)
+  np.testing.assert_array_equal(shared.meta_targets[0], [2, 1, 0])
+  np.testing.assert_allclose(shared.meta_targets[1][0], [0, 0, 0, 0, 0.5, 0.5])

@@ -101,3 +101,16 @@ def test_bad_combinations_are_clear_errors():
   with pytest.raises(ValueError, match="needs per-pixel losses"):
     method.direction(params, method.init(jax.random.key(0)).phi, (),
                      losses._replace(per_pixel=None), None)
+
+
+def test_hyper_wrt_option_and_maoal_configs_use_shared():
+  """MAOAL's AuxL passes only the shared parameters to its meta optimizer and decays φ
+  by 5e-4; AuxiLearn's own trainers use all parameters."""
+  from configs import maoal_cifar100_20, maoal_digits
+  assert get_method("auxl", T).hyper_wrt == "all"
+  assert get_method("auxl", T, hyper_wrt="shared").hyper_wrt == "shared"
+  with pytest.raises(ValueError, match="hyper_wrt"):
+    get_method("auxl", T, hyper_wrt="heads")
+  for mod in (maoal_cifar100_20, maoal_digits):
+    c = mod.get_config("auxl")
+    assert c.method.kwargs.hyper_wrt == "shared" and c.hyper.weight_decay == 5e-4

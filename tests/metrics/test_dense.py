@@ -130,3 +130,17 @@ def test_shape_errors():
     dense.depth_error_sums(jnp.zeros((2, 3)), jnp.zeros((2, 4)))
   with pytest.raises(ValueError):
     dense.normal_angle_errors(jnp.zeros((2, 2)), jnp.zeros((2, 2)))
+
+
+def test_per_image_miou_as_auxilearn_on_hand_made_masks():
+  """Image 1: label [[0, 0], [1, −1]], pred [[0, 1], [1, 2]]: class 0 IoU 1/2, class 1
+  1/2, class 2 0/1 (the ignored pixel predicted 2 counts in its union) → 1/3, while
+  the confusion matrix drops that pixel → 1/2. Image 2 perfect → 1. Mean over images."""
+  label = np.array([[[0, 0], [1, -1]], [[2, 2], [0, 1]]])
+  pred = np.array([[[0, 1], [1, 2]], [[2, 2], [0, 1]]])
+  got = dense.per_image_segmentation(jnp.asarray(pred), jnp.asarray(label), 3)
+  np.testing.assert_allclose(got["miou"], [1 / 3, 1.0], rtol=1e-6)
+  np.testing.assert_allclose(got["pixel_acc"], [2 / 3, 1.0], rtol=1e-6)
+  one = dense.segmentation_metrics(dense.confusion_matrix(
+      jnp.asarray(pred[:1]), jnp.asarray(label[:1]), 3))
+  np.testing.assert_allclose(one["miou"], 1 / 2, rtol=1e-6)

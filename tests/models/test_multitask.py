@@ -102,3 +102,27 @@ def test_masked_cross_entropy_derivatives_are_finite_and_ignore_masked_logits():
   # Masked logits do not change the loss.
   f = jax.jit(f)
   np.testing.assert_allclose(f(logits.at[:, 2:].set(100.0)), f(logits), rtol=1e-6)
+
+
+def test_bn_stats_all_folds_every_chunk_in_task_order(setup):
+  """"all" equals T sequential train-mode passes (the original's per-task forwards);
+  the first block's mean also against NumPy: r ← 0.9 r + 0.1 μ_t, t = 0..T−1."""
+  x, variables = setup
+  _, stats = multitask_features(MODEL, variables, x, True, bn_stats="all")
+  v = variables
+  for t in range(T):
+    _, upd = MODEL.apply(v, x[t], train=True, mutable=["batch_stats"])
+    v = dict(v, batch_stats=upd["batch_stats"])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               stats, v["batch_stats"])
+  # NumPy: the first conv's per-chunk channel means (conv has no bias: linear in x).
+  kernel = np.asarray(variables["params"]["block1"]["conv"]["kernel"])  # [3,3,1,C]
+  xp = np.pad(np.asarray(x), ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
+  conv = sum(xp[:, :, i:i + 8, j:j + 8, :1] * kernel[i, j, 0] for i in range(3)
+             for j in range(3))                                       # [T, B, 8, 8, C]
+  r = np.asarray(variables["batch_stats"]["block1"]["bn"]["mean"])
+  for t in range(T):
+    r = 0.9 * r + 0.1 * conv[t].mean(axis=(0, 1, 2))
+  np.testing.assert_allclose(stats["block1"]["bn"]["mean"], r, rtol=1e-4, atol=1e-5)
+  main, _ = multitask_features(MODEL, variables, x, True, bn_stats="main"), None
+  assert not np.allclose(main[1]["block1"]["bn"]["mean"], r)

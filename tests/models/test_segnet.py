@@ -72,3 +72,19 @@ def test_bad_input_size():
   model = segnet.SegNetMTL(features=(4, 8), convs_per_level=(1, 1))
   with pytest.raises(ValueError, match="divisible"):
     model.init(jax.random.key(0), jnp.zeros((1, 10, 8, 3)), train=False)
+
+
+def test_body_parameter_count_is_auxilearns_segnet():
+  """64-128-256-512-1024 with 2/2/3/3/3 convs (3×3, bias, BN scale+bias), decoder
+  changing channels on a level's first conv: counted from the layer list."""
+  def conv(cin, cout):
+    return 9 * cin * cout + cout + 2 * cout
+  f, n = (64, 128, 256, 512, 1024), (2, 2, 3, 3, 3)
+  enc = sum(conv(3 if i == 0 else f[i - 1], f[i]) + (n[i] - 1) * conv(f[i], f[i])
+            for i in range(5))
+  dec = sum(conv(f[i], f[max(i - 1, 0)]) + (n[i] - 1) * conv(f[max(i - 1, 0)], f[max(i - 1, 0)])
+            for i in range(5))
+  assert enc + dec == 43_822_272
+  shapes = jax.eval_shape(lambda k: segnet.SegNetBody().init(
+      k, jnp.zeros((1, 32, 32, 3)), train=False)["params"], jax.random.key(0))
+  assert sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)) == enc + dec

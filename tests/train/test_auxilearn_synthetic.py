@@ -18,6 +18,7 @@ def test_linear_auxiliary_network_weights_helpful_above_harmful(tmp_path):
   c.hyper.optimizer = "adam"
   c.hyper.lr = 0.05
   c.hyper.solver_kwargs.neumann.step = 0.1
+  c.hyper.weight_decay = 0.0  # the digits AuxL decays φ by 5e-4 (MAOAL's); not here
   c.train.log_every = c.train.eval_every = 50
   c.train.checkpoint_every = 150
   summary = train_and_evaluate(c, str(tmp_path), progress=lambda _: None)

@@ -56,7 +56,8 @@ def _config(root, variant):
   c = auxilearn_nyuv2.get_config(variant)
   c.data.kwargs.root = root
   c.data.kwargs.dev_fraction = 0.25
-  c.data.batch_size = c.data.dev_batch_size = 3
+  c.data.kwargs.meta_fraction = 0.25       # 12 → dev 3, meta 2, train 7
+  c.data.batch_size, c.data.dev_batch_size = 3, 2
   c.data.eval_batch_size = 4
   c.model.kwargs = {"features": (4, 8), "convs_per_level": (1, 1)}
   c.optim.num_steps = 6
@@ -89,6 +90,22 @@ def test_loader_splits_and_kinds(root):
   assert small.train_inputs.shape[1:3] == (H // 2, W // 2)
 
 
+def test_selection_and_meta_validation_sets_are_disjoint(root):
+  """AuxiLearn's splits: dev (selection) 10 %, then 2.5 % of the rest (truncated) as a
+  separate meta-validation set; here 12 → 3 / ⌊0.25·9⌋ = 2 / 7."""
+  data = get_dataset("nyuv2", root=root, dev_fraction=0.25, meta_fraction=0.25)
+  raw = nyuv2.load_nyuv2(root, "train")
+  row = lambda segs: [int(np.flatnonzero((raw["seg"] == s).all((1, 2)))[0]) for s in segs]
+  train, dev, meta = (row(d) for d in (data.train_targets[0], data.dev_targets[0],
+                                       data.meta_targets[0]))
+  assert (len(train), len(dev), len(meta)) == (7, 3, 2)
+  assert sorted(train + dev + meta) == list(range(12))
+  # normalize=False: the original's images in [0, 1] (u8 / 255).
+  raw01 = get_dataset("nyuv2", root=root, dev_fraction=0.25, normalize=False)
+  x = np.asarray(raw01.preprocess(raw01.train_inputs[:1]))
+  np.testing.assert_allclose(x, raw01.train_inputs[:1] / 255.0, rtol=1e-6)
+
+
 def test_conv_auxiliary_network_end_to_end(root, tmp_path):
   c = _config(root, "conv")
   exp = build_experiment(c, get_dataset(c.data.name, **c.data.kwargs))
@@ -101,11 +118,12 @@ def test_conv_auxiliary_network_end_to_end(root, tmp_path):
   assert per_sample.shape == (3, 3)
 
   summary = train_and_evaluate(c, str(tmp_path), experiment=exp, progress=lambda _: None)
-  for key in ("test_miou", "test_pixel_acc", "test_depth_abs_err", "test_depth_rel_err",
+  for key in ("test_miou_per_image", "test_miou_dataset", "test_pixel_acc_per_image",
+              "test_pixel_acc_dataset", "test_depth_abs_err", "test_depth_rel_err",
               "test_normal_angle_mean", "test_normal_angle_median",
               "test_normal_angle_within_11_25"):
     assert np.isfinite(summary[key]), (key, str(summary))
-  assert summary["select"] == "miou" and "best_dev_miou" in summary
+  assert summary["select"] == "miou_per_image" and "best_dev_miou_per_image" in summary
   assert summary["hypergrad_applied"] + summary["hypergrad_skipped"] == 3
   records = load_metrics(str(tmp_path))
   w = [np.asarray(r["weights"]) for r in records]

@@ -1,4 +1,5 @@
-"""AuxiLearn task generation end to end on mock CIFAR-10 (tiny small_cnn, a few steps).
+"""AuxiLearn task generation end to end on mock CIFAR-10 (tiny small_cnn, a few steps),
+through the method API (`aux_jax.methods.taskgen` in the one training loop).
 
 The hypergradient itself is checked against dense algebra in test_taskgen_hypergrad.py."""
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aux_jax.data import get_dataset
-from aux_jax.train.taskgen import build_taskgen, run_taskgen, subclass_usage
+from aux_jax.taskgen import Labeler, subclass_usage
+from aux_jax.train.experiment import build_experiment, load_data
+from aux_jax.train.loop import load_metrics, train_and_evaluate
 from configs import auxilearn_taskgen_cifar10, auxilearn_taskgen_pet
 
 K = 5
@@ -22,13 +24,14 @@ def _tiny_config():
   c = auxilearn_taskgen_cifar10.get_config()
   c.model.name = "small_cnn"
   c.model.kwargs = {"width": 2, "features": 8}
-  c.taskgen.labeler_features = (4,)
+  c.method.kwargs.labeler_features = (4,)
   c.data.batch_size, c.data.dev_batch_size, c.data.eval_batch_size = 8, 4, 16
   c.optim.num_steps = STEPS
   c.hyper.interval = INTERVAL
   c.hyper.lr = 1e-2
   c.train.log_every = 1
   c.train.eval_every = 2
+  c.train.checkpoint_every = STEPS
   return c
 
 
@@ -36,30 +39,36 @@ def _tiny_config():
 def built():
   c = _tiny_config()
   with tfds.testing.mock_data(num_examples=40):
-    data = get_dataset(c.data.name, **dict(c.data.kwargs))
-  return c, build_taskgen(c, data)
+    data = load_data(c)
+  return c, build_experiment(c, data)
+
+
+def _soft_labels(exp, phi, split):
+  data = exp.data
+  x = data.preprocess(getattr(data, f"{split}_inputs"))
+  y = getattr(data, f"{split}_targets")[0]
+  labeler = Labeler(10, K, features=(4,))
+  return np.asarray(labeler.apply({"params": phi["labeler"]}, x, y)), np.asarray(y)
 
 
 def test_upper_step_moves_only_the_labeler_and_labels_stay_in_class(built):
-  _, tg = built
-  assert tg.learnable
-  s0 = tg.init()
-  s1, m = tg.lower_step(s0)
-  assert np.isfinite(float(m["loss_main"])) and np.isfinite(float(m["loss_aux"]))
+  _, exp = built
+  assert exp.method.learnable
+  s0 = exp.init()
+  s1, m = exp.lower_step(s0)
+  assert np.isfinite(float(m["loss_main"])) and np.isfinite(float(m["loss_aux_mean"]))
   # Uniform labels over 5 sub-classes at most have entropy log 5.
   assert 0 < float(m["label_entropy"]) <= np.log(K) + 1e-5
   same = lambda a, b: all(np.array_equal(x, y) for x, y in
                           zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-  assert same(s0.labeler, s1.labeler) and not same(s0.params, s1.params)
-  s2, up = tg.upper_step(s1)
+  assert same(s0.method.phi, s1.method.phi) and not same(s0.params, s1.params)
+  s2, up = exp.upper_step(s1)
   assert int(up["hypergrad_skipped"]) == 0 and float(up["hypergrad_norm"]) > 0
   assert same(s1.params, s2.params)
-  for a, b in zip(jax.tree.leaves(s1.labeler), jax.tree.leaves(s2.labeler)):
+  for a, b in zip(jax.tree.leaves(s1.method.phi), jax.tree.leaves(s2.method.phi)):
     assert np.abs(np.asarray(a) - np.asarray(b)).max() > 0  # every φ leaf moved
 
-  data = tg.data
-  q = np.asarray(tg.soft_labels(s2.labeler, data.dev_images, data.dev_labels))
-  y = data.dev_labels
+  q, y = _soft_labels(exp, s2.method.phi, "dev")
   assert q.shape == (len(y), 10 * K)
   inside = (np.arange(10 * K)[None] // K) == y[:, None]
   assert (q[~inside] == 0).all() and (q[inside] > 0).all()
@@ -67,15 +76,15 @@ def test_upper_step_moves_only_the_labeler_and_labels_stay_in_class(built):
 
 
 def test_run_writes_workdir_and_is_reproducible(built, tmp_path):
-  c, tg = built
+  c, exp = built
   lines = []
-  summary = run_taskgen(c, str(tmp_path / "a"), tg=tg, progress=lines.append)
+  summary = train_and_evaluate(c, str(tmp_path / "a"), experiment=exp,
+                               progress=lines.append)
   for name in ("config.json", "metrics.jsonl", "test_metrics.json"):
     assert os.path.getsize(tmp_path / "a" / name) > 0
   with open(tmp_path / "a" / "config.json") as f:
-    assert json.load(f)["taskgen"]["num_subclasses"] == K
-  with open(tmp_path / "a" / "metrics.jsonl") as f:
-    records = [json.loads(l) for l in f]
+    assert json.load(f)["data"]["subclass_task"] == K
+  records = load_metrics(str(tmp_path / "a"))
   assert [r["step"] for r in records] == list(range(1, STEPS + 1))
   assert [("hypergrad_norm" in r) for r in records] == [s % INTERVAL == 0
                                                         for s in range(1, STEPS + 1)]
@@ -85,17 +94,13 @@ def test_run_writes_workdir_and_is_reproducible(built, tmp_path):
   assert summary["best_dev_accuracy"] == best["dev_accuracy"]
   assert summary["best_step"] == best["step"]
   assert summary["hypergrad_applied"] + summary["hypergrad_skipped"] == STEPS // INTERVAL
-  usage = np.asarray(summary["dev_subclass_usage"])
-  assert usage.shape == (10, K)
-  present = np.isin(np.arange(10), tg.data.dev_labels)
-  np.testing.assert_allclose(usage.sum(1), present.astype(float), atol=1e-3)
   with open(tmp_path / "a" / "test_metrics.json") as f:
     assert json.load(f) == json.loads(json.dumps(summary))
 
-  again = run_taskgen(c, str(tmp_path / "b"), tg=tg, progress=lambda _: None)
-  with open(tmp_path / "b" / "metrics.jsonl") as f:
-    assert [json.loads(l) for l in f] == records
-  for key in ("test_accuracy", "test_loss", "dev_subclass_usage", "best_step"):
+  again = train_and_evaluate(c, str(tmp_path / "b"), experiment=exp,
+                             progress=lambda _: None)
+  assert load_metrics(str(tmp_path / "b")) == records
+  for key in ("test_accuracy", "test_loss", "best_step"):
     assert again[key] == summary[key]
 
 
@@ -112,8 +117,8 @@ def test_subclass_usage_counts_argmax_per_class():
 def test_variants_switch_off_upper_steps():
   for mod in (auxilearn_taskgen_cifar10, auxilearn_taskgen_pet):
     fixed, stl = mod.get_config("fixed"), mod.get_config("stl")
-    assert not fixed.taskgen.learn_labeler and fixed.taskgen.aux_weight == 1.0
-    assert stl.taskgen.aux_weight == 0.0
-    assert mod.get_config().runner == "taskgen"
+    assert fixed.method.name == "taskgen" and not fixed.method.kwargs.learn_labeler
+    assert stl.method.name == "stl"
+    assert mod.get_config().method.kwargs.learn_labeler
   with pytest.raises(ValueError, match="variant"):
     auxilearn_taskgen_cifar10.get_config("maxl")

@@ -20,7 +20,7 @@ Copy cases. The denoising target is the original token at each selected position
 (`objectives`). With T = none the input is unchanged, so under ``bidirectional``,
 ``left_to_right`` and ``right_to_left`` the target is visible at its own position (the
 diagonal): the objective is to copy the input. With ``copy_fix=True`` (default) the
-diagonal is hidden in exactly these cases, which makes them real denoising objectives;
+diagonal is hidden in exactly these cases (denoise output only), which makes them real denoising objectives;
 ``copy_fix=False`` reproduces the original. Random-factorised already has no diagonal.
 A fully hidden row (e.g. the first token under L2R without the diagonal) attends
 uniformly (the additive ``min`` bias makes the softmax flat), as in PyTorch/HF.
@@ -42,8 +42,8 @@ NO_TRANSFORM = TRANSFORMS.index("none")
 
 
 def representation_mask(key: jax.Array, valid: jax.Array, representation, transform,
-                        *, rf_keep_prob: float = 0.6, copy_fix: bool = True
-                        ) -> jax.Array:
+                        *, rf_keep_prob: float = 0.6, copy_fix: bool = True,
+                        denoise=True) -> jax.Array:
   """The attention mask of one auxiliary batch (module docstring).
 
   Args:
@@ -53,6 +53,8 @@ def representation_mask(key: jax.Array, valid: jax.Array, representation, transf
     transform: i32[] T code (the copy cases need T = none).
     rf_keep_prob: probability that a random-factorised entry is kept.
     copy_fix: hide the diagonal in the copy cases.
+    denoise: bool[] whether the output is denoise (a supervised output reads ``<s>``
+      only, so it is never a copy case).
 
   Returns:
     bool[B, L, L] (query, key).
@@ -66,7 +68,8 @@ def representation_mask(key: jax.Array, valid: jax.Array, representation, transf
        representation == RANDOM_FACTORIZED],
       [j <= i, j >= i, random], jnp.ones((length, length), bool))
   if copy_fix:
-    copy = (transform == NO_TRANSFORM) & (representation != RANDOM_FACTORIZED)
+    copy = ((transform == NO_TRANSFORM) & (representation != RANDOM_FACTORIZED)
+            & denoise)
     base = base & ~(copy & (i == j))
   return base[None] & valid[:, None, :]
 

@@ -124,13 +124,13 @@ class AangNet:
     k_e, k_p, k_l, k_s = jax.random.split(key, 4)
     enc = self.init_encoder(k_e)
     params = {"encoder": enc, "primary_head": self.init_classifier(k_p, "tanh")}
-    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    # vmap over the heads' keys: one trace for all of them.
     if num_denoise:
-      params["lm_heads"] = stack([self.init_lm_head(k, enc)
-                                  for k in jax.random.split(k_l, num_denoise)])
+      params["lm_heads"] = jax.vmap(lambda k: self.init_lm_head(k, enc))(
+          jax.random.split(k_l, num_denoise))
     if num_supervised:
-      params["aux_heads"] = stack([self.init_classifier(k, "relu")
-                                   for k in jax.random.split(k_s, num_supervised)])
+      params["aux_heads"] = jax.vmap(lambda k: self.init_classifier(k, "relu"))(
+          jax.random.split(k_s, num_supervised))
     return params
 
 

@@ -89,7 +89,7 @@ class ObjectiveBatch(NamedTuple):
 
 def make_objective_batch(key: jax.Array, tokens: jax.Array, transform, representation,
                          spec: TokenSpec, *, rf_keep_prob: float = 0.6,
-                         copy_fix: bool = True) -> ObjectiveBatch:
+                         copy_fix: bool = True, output=DENOISE) -> ObjectiveBatch:
   """Transform, attention mask and denoise targets of one objective (steps 1-2).
 
   Args:
@@ -99,6 +99,7 @@ def make_objective_batch(key: jax.Array, tokens: jax.Array, transform, represent
     transform, representation: i32[] codes (may be traced).
     spec: token conventions.
     rf_keep_prob, copy_fix: see `attention.representation_mask`.
+    output: i32[] O code (the copy fix applies to denoise outputs).
   """
   k_t, k_r = jax.random.split(key)
   corrupted, selected = corrupt(
@@ -106,7 +107,7 @@ def make_objective_batch(key: jax.Array, tokens: jax.Array, transform, represent
       vocab_size=spec.random_high, rate=spec.rate, special_ids=spec.special_ids)
   mask = attention.representation_mask(k_r, tokens != spec.pad_id, representation,
                                        transform, rf_keep_prob=rf_keep_prob,
-                                       copy_fix=copy_fix)
+                                       copy_fix=copy_fix, denoise=output == DENOISE)
   return ObjectiveBatch(corrupted, mask, tokens, selected.astype(jnp.float32))
 
 
@@ -152,7 +153,7 @@ def objective_loss(net, encoder, lm_head, cls_head, key, tokens, labels, rows,
   """
   k_b, k_enc, k_cls = jax.random.split(key, 3)
   ob = make_objective_batch(k_b, tokens, transform, representation, spec,
-                            rf_keep_prob=rf_keep_prob, copy_fix=copy_fix)
+                            rf_keep_prob=rf_keep_prob, copy_fix=copy_fix, output=output)
   states = net.encode(encoder, ob.tokens, ob.mask, k_enc if dropout else None)
   out = []
   if has_denoise:

@@ -162,3 +162,29 @@ def test_experiment_errors(tmp_path):
   c.method.name = "maml"
   with pytest.raises(ValueError, match="unknown AANG method"):
     experiment_from_config(c)
+
+
+@pytest.mark.parametrize("finetune_dev,final", [(0.6, "finetune"), (0.5, "pretrain")])
+def test_final_fine_tuning_is_kept_only_if_dev_improves(monkeypatch, tmp_path,
+                                                        finetune_dev, final):
+  from aux_jax.train import loop, two_phase
+  c = aang_citation_intent.get_config("aang")
+  c.data_dir = "unused"
+  seen = []
+
+  def fake_run(cfg, workdir, progress=print):
+    seen.append(cfg)
+    dev = 0.5 if cfg.method.name == "aang" else finetune_dev
+    return {"method": cfg.method.name, "select": "macro_f1", "best_dev_macro_f1": dev,
+            "test_macro_f1": dev - 0.1}
+
+  monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
+  out = two_phase.run_two_phase(c, str(tmp_path), progress=lambda _: None)
+  first, second = seen
+  assert first.runner == second.runner == "aang" and second.method.name == "stl"
+  assert second.train.init_from.endswith("pretrain")
+  assert (second.optim.lr, second.optim.head_lr, second.optim.schedule) == (
+      1e-6, 1e-6, "constant")
+  assert second.train.patience == 3 and first.optim.lr == c.optim.lr
+  assert out["final_phase"] == final and out["method"] == "aang"
+  assert out["test_macro_f1"] == pytest.approx((0.6 if final == "finetune" else 0.5) - 0.1)

@@ -28,9 +28,9 @@ Heads:
 * classification (``RobertaClassificationHead``): ``W_2 tanh(W_1 h_<s> + b_1) + b_2``
   on the ``<s>`` state, with dropout before each dense layer; always freshly initialised.
 
-`Roberta` bundles them with the interface of `aux_jax.aang.transformer.AangModel`
-(``init``, ``encode``, ``lm_logits``, ``classify``; params ``{"encoder", "lm_head",
-"cls_head"}``), and `load_pretrained` reads ``config.json``, ``model.safetensors`` and
+`Roberta` bundles them (``init``, ``encode``, ``lm_logits``, ``classify``; params
+``{"encoder", "lm_head", "cls_head"}``); AANG uses its encoder and MLM head through
+`aux_jax.aang.model.roberta_net` (one head per objective). `load_pretrained` reads ``config.json``, ``model.safetensors`` and
 ``tokenizer.json`` with an explicit table of tensor names (`checkpoint_names`).
 """
 
@@ -315,7 +315,7 @@ class RobertaClassificationHead(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class Roberta:
-  """RoBERTa and its heads as pure functions over one params dict (the `AangModel` API).
+  """RoBERTa and its heads as pure functions over one params dict.
 
   ``params = {"encoder", "lm_head", "cls_head"}``; ``params["encoder"]`` is the shared
   body, and the LM head decodes with its word embedding (tied).

@@ -1,29 +1,119 @@
 """AANG on citation intent (ACL-ARC), from a user-given jsonl directory.
 
 The directory holds train.jsonl, dev.jsonl and test.jsonl, one JSON object per line
-with "text" and "label" (see `aux_jax.aang.data`). A small byte-level Transformer
-encoder trained from scratch; macro-F1 on dev every `eval_every` steps with early
-stopping; test scored once for the dev-selected parameters.
+with "text" and "label" (see `aux_jax.aang.data`). Dev macro-F1 selects the model;
+test is scored once, for the selected model.
 
     python -m experiments.train --config=configs/aang_citation_intent.py:aang \
         --config.data_dir=/path/to/citation_intent --workdir=workdirs/aang
 
-The argument after ':' is the method: aang (searched auxiliary objectives), tapt (fixed
-multitask with the BERT-style denoise objective) or supervised (primary task only).
+The argument after ':' is the variant (`VARIANTS`):
+
+* ``stl``: the primary task alone;
+* ``tapt``: primary + BERT-style denoising of the task's texts, fixed weights;
+* ``static_mt``: the 24 objectives of ``citation.supervised`` with fixed, equal
+  weights (the original's static multitask baseline: AANG with meta learning rates 0);
+* ``aang``: AANG, the objectives' weights meta-learned;
+* ``aang_roberta`` (and ``<variant>_roberta``): the paper's pretrained setting
+  (ldery/Automating-Auxiliary-Learning @ f876fe2, ``hyperparam_search.py`` and
+  ``hyper_search_configs.py`` ``partial_big``); needs ``--config.model.pretrained=DIR``,
+  a Hugging Face RoBERTa directory (config.json, model.safetensors, tokenizer.json).
+
+Every variant runs as the original does: the search (or baseline) training, then a
+final low-learning-rate fine-tuning of the body and primary head (AdamW 1e-6, patience
+3), kept only if it improves the dev score (``finetune.*``; ``--config.finetune.enabled
+=False`` to skip it). The runner is ``two_phase`` over AANG's experiment: the workdir
+holds ``pretrain/`` (the search), ``finetune/`` and ``summary.json``.
+
+Defaults without ``_roberta``: the small byte-level encoder trained from scratch, sized
+for a CPU (the paper's learning rates are for a pretrained body).
 """
 
-import dataclasses
-
 import ml_collections
+from ml_collections import config_dict
 
-from aux_jax.aang.train import AangConfig
+from configs import common
+
+VARIANTS = (common.STL, "tapt", "static_mt", "aang")
 
 
-def get_config(method: str = "aang") -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data_dir = ml_collections.config_dict.placeholder(str)
-  c.aang = ml_collections.ConfigDict(dataclasses.asdict(AangConfig(
-      method=method or "aang", max_len=160, learning_rate=2e-3, num_steps=800,
-      eval_every=50, patience=6, num_sampled=3)))
+def get_config(variant: str = "aang") -> ml_collections.ConfigDict:
+  variant = variant or "aang"
+  roberta = variant.endswith("_roberta")
+  method = variant.removesuffix("_roberta")
+  if method not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS} and "
+                     f"<variant>_roberta")
+  c = common.base("two_phase")
+  c.phase_runner = "aang"     # each phase is an AANG experiment (aux_jax.aang.experiment)
+  c.variant = variant
+  c.data_dir = config_dict.placeholder(str)
+  c.data = ml_collections.ConfigDict({
+      "name": "jsonl",         # train/dev/test.jsonl in data_dir (aux_jax.aang.data)
+      "kwargs": ml_collections.ConfigDict(),
+      "batch_size": 16,        # primary examples per step
+      "aux_batch_size": 16,    # auxiliary rows per step, shared out by the batch split
+      "dev_batch_size": 32,    # dev-head fit (training rows) and g_dev (dev rows)
+      "eval_batch_size": 64,
+      "max_len": 160,          # tokens per sequence (longer texts are truncated)
+  })
+  c.model = common.model("byte_transformer", width=64, depth=2, num_heads=4, mlp_dim=128,
+                         dropout=0.1)
+  c.model.pretrained = ""      # a Hugging Face RoBERTa directory; "" = byte encoder
+  c.model.classifier_dropout = 0.1
+  c.model.tie_lm_decoders = False   # True: LM heads decode with the body's embedding
+  c.method = common.method(method)
+  c.aang = ml_collections.ConfigDict({
+      "space": "citation.supervised",
+      "drop_identity_denoise": False,
+      "num_sampled": 3,        # K objectives per step (nconf_samp)
+      "clip_norm": 10.0,       # per-objective body-gradient clip
+      "use_all": True,         # the per-objective logit W_all
+      "aux_lr": 0.1,           # meta lr of W_I, W_T, W_R, W_O, W_all (auxiliaries-lr)
+      "balance_lr": 0.1,       # meta lr of the primary/auxiliary balance (prim-aux-lr)
+      "meta_every": 3,         # steps whose cosines one meta-update averages
+      "mask_rate": 0.15,
+      "rf_keep_prob": 0.6,     # random-factorised attention density
+      "copy_fix": True,        # hide the diagonal in the copy cases (False: original)
+      "dev_head": {"lr": 1e-2, "weight_decay": 0.1, "steps": 10, "tol": 1e-3},
+  })
+  c.optim = common.optim("adamw", lr=2e-3, num_steps=800, weight_decay=0.01,
+                         schedule="warmup_linear", clip_norm=1.0, head_lr=2e-3,
+                         head_weight_decay=0.1, b1=0.9, b2=0.98, eps=1e-6,
+                         warmup_frac=0.06, warmup_max=700)
+  c.train = common.train(log_every=10, eval_every=50, checkpoint_every=50, patience=6,
+                         select="macro_f1")
+  # Final fine-tuning (scripts/autoaux.py:433-484): body + primary head, AdamW 1e-6
+  # (no schedule), dev every ~epoch, patience 3; kept only if dev improves.
+  c.finetune = ml_collections.ConfigDict({
+      "enabled": True,
+      "keep_if_better": True,
+      "optim": {"lr": 1e-6, "head_lr": 1e-6, "head_weight_decay": 0.01,
+                "schedule": "constant", "num_steps": 1_000},
+      "train": {"eval_every": 100, "checkpoint_every": 100, "patience": 3},
+  })
+  if roberta:
+    paper_pretrained(c)
+  return c
+
+
+def paper_pretrained(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The paper's hyper-parameters for RoBERTa-base (``partial_big``; HS = the original's
+  hyperparam_search.py, HSC = hyper_search_configs.py, AA = scripts/autoaux.py)."""
+  c.data.batch_size = 128        # primary 32 x 4 micro-batches (HSC:10)
+  c.data.aux_batch_size = 256    # auxiliary 64 x 4 (HSC:11)
+  c.data.max_len = 512           # classf_max_seq_len / block_size
+  c.model.dtype = "float32"
+  c.model.classifier_dropout = 0.3   # --classifier_dropout (HS:44)
+  c.optim.lr = 1e-4              # body (HS:53)
+  c.optim.weight_decay = 0.01
+  c.optim.head_lr = 1e-4         # classflr in {1e-4, 1e-3} (HSC:7)
+  c.optim.head_weight_decay = 0.1
+  c.optim.num_steps = 900        # 150 epochs of floor(1688/64)//4 steps (AA:238)
+  c.train.eval_every = 30        # AA:402-421
+  c.train.checkpoint_every = 30
+  c.train.patience = 20
+  c.finetune.optim.num_steps = 140   # 10 epochs of 1688/128 steps
+  c.finetune.train.eval_every = 14   # one epoch
+  c.finetune.train.checkpoint_every = 14
   return c

@@ -1,24 +1,31 @@
-"""The R axis of AANG: attention masks from a factorisation order.
+"""The R axis of AANG: the attention mask of a representation.
 
-Every representation is a *factorisation order* over the real (non-PAD) positions of a
-sequence, given as a rank ``rank[i]`` (0 = first):
+AANG (Dery et al., ICLR 2023) varies *which positions a token may attend to*; the
+original builds these masks in ``AutoSearchSpace/representation_mask.py:9-30``
+(ldery/Automating-Auxiliary-Learning @ f876fe2). For a batch of L-token sequences,
+``mask[b, i, j]`` = query i of example b may read key j:
 
-* ``left_to_right``: rank = position;  ``right_to_left``: rank = L-1 - position (among
-  real tokens);  ``random_factorized``: a uniformly random permutation (XLNet: Yang et
-  al., 2019);  ``bidirectional``: no order.
+* ``bidirectional``: every key;
+* ``left_to_right``: ``j <= i`` (lower triangle, diagonal included);
+* ``right_to_left``: ``j >= i`` (upper triangle, diagonal included);
+* ``random_factorized``: one L×L matrix of i.i.d. Bernoulli(``rf_keep_prob`` = 0.6)
+  entries with a zero diagonal, *shared by every example of the batch* (the original's
+  ``uniform > 1 - sparsity``), not a permutation order.
 
-The attention mask lets query ``i`` read key ``j`` iff ``j`` is a real token and
+Keys at PAD positions are hidden for every representation. (The original hides them
+only in the primary/evaluation batches; its R = None and random-factorised auxiliary
+batches attend to padding: a defect we do not reproduce.)
 
-    bidirectional:  always;        otherwise:  rank[j] <= rank[i],
+Copy cases. The denoising target is the original token at each selected position
+(`objectives`). With T = none the input is unchanged, so under ``bidirectional``,
+``left_to_right`` and ``right_to_left`` the target is visible at its own position (the
+diagonal): the objective is to copy the input. With ``copy_fix=True`` (default) the
+diagonal is hidden in exactly these cases (denoise output only), which makes them real denoising objectives;
+``copy_fix=False`` reproduces the original. Random-factorised already has no diagonal.
+A fully hidden row (e.g. the first token under L2R without the diagonal) attends
+uniformly (the additive ``min`` bias makes the softmax flat), as in PyTorch/HF.
 
-i.e. a position sees itself and everything before it in the order, never the future.
-PAD positions are ranked after every real token, so they are nobody's predecessor.
-
-The denoise target under an order is the token at ``next_position``: the position ranked
-right after ``i`` (the next token for L2R, the previous one for R2L). Predicting the token
-*at* ``i`` with the diagonal visible is a copy task (a defect of the original AANG code);
-predicting the next one in the order is not. Codes index `space.REPRESENTATIONS` and may
-be traced. Functions work on one sequence; ``jax.vmap`` them over a batch.
+Codes index `space.REPRESENTATIONS` / `space.TRANSFORMS` and may be traced.
 """
 
 from __future__ import annotations
@@ -26,78 +33,45 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from aux_jax.aang.space import REPRESENTATIONS
+from aux_jax.aang.space import REPRESENTATIONS, TRANSFORMS
 
 BIDIRECTIONAL, LEFT_TO_RIGHT, RIGHT_TO_LEFT, RANDOM_FACTORIZED = range(4)
 assert REPRESENTATIONS == ("bidirectional", "left_to_right", "right_to_left",
                            "random_factorized")
+NO_TRANSFORM = TRANSFORMS.index("none")
 
 
-def factorization_rank(
-    key: jax.Array, valid: jax.Array, representation: jax.Array | int) -> jax.Array:
-  """Rank of each position in the representation's order.
+def representation_mask(key: jax.Array, valid: jax.Array, representation, transform,
+                        *, rf_keep_prob: float = 0.6, copy_fix: bool = True,
+                        denoise=True) -> jax.Array:
+  """The attention mask of one auxiliary batch (module docstring).
 
   Args:
-    key: PRNG key (used by ``random_factorized`` only).
-    valid: bool[L], True at real tokens, False at PAD.
-    representation: i32[] code (index into `space.REPRESENTATIONS`).
+    key: PRNG key (the random-factorised matrix; one per batch).
+    valid: bool[B, L], True at real tokens.
+    representation: i32[] R code (may be traced).
+    transform: i32[] T code (the copy cases need T = none).
+    rf_keep_prob: probability that a random-factorised entry is kept.
+    copy_fix: hide the diagonal in the copy cases.
+    denoise: bool[] whether the output is denoise (a supervised output reads ``<s>``
+      only, so it is never a copy case).
 
   Returns:
-    i32[L], a permutation of ``0..L-1``; real tokens take ranks ``0..n-1``.
+    bool[B, L, L] (query, key).
   """
   length = valid.shape[-1]
-  pos = jnp.arange(length, dtype=jnp.float32)
+  i = jnp.arange(length)[:, None]
+  j = jnp.arange(length)[None, :]
+  random = (jax.random.uniform(key, (length, length)) < rf_keep_prob) & (i != j)
   base = jnp.select(
-      [representation == RIGHT_TO_LEFT, representation == RANDOM_FACTORIZED],
-      [-pos, jax.random.uniform(key, (length,), minval=-1.0, maxval=0.0) * length],
-      pos)
-  # PAD after every real token, in position order; real keys are all < length.
-  sort_key = jnp.where(valid, base, 2.0 * length + pos)
-  order = jnp.argsort(sort_key)
-  return jnp.argsort(order).astype(jnp.int32)
-
-
-def attention_mask(
-    rank: jax.Array, valid: jax.Array, representation: jax.Array | int) -> jax.Array:
-  """bool[L, L] mask, ``mask[i, j]`` = query i may attend to key j (module docstring)."""
-  ordered = rank[None, :] <= rank[:, None]
-  allowed = jnp.where(representation == BIDIRECTIONAL, True, ordered)
-  return allowed & valid[None, :]
-
-
-def next_position(rank: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The position ranked right after each position.
-
-  Args:
-    rank: i32[L] from `factorization_rank`.
-
-  Returns:
-    ``(next_pos, has_next)``: i32[L] the next position (clamped to a valid index) and
-    bool[L] whether one exists (False for the last rank).
-  """
-  length = rank.shape[-1]
-  order = jnp.argsort(rank)
-  nxt = jnp.minimum(rank + 1, length - 1)
-  return order[nxt].astype(jnp.int32), rank + 1 < length
-
-
-def representation_mask(
-    key: jax.Array, valid: jax.Array, representation: jax.Array | int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Mask and denoise target positions for one sequence.
-
-  Args:
-    key: PRNG key.
-    valid: bool[L], real (non-PAD) tokens.
-    representation: i32[] code.
-
-  Returns:
-    ``(mask, next_pos, has_next)``: bool[L, L], i32[L], bool[L] (see `attention_mask`,
-    `next_position`).
-  """
-  rank = factorization_rank(key, valid, representation)
-  nxt, has_next = next_position(rank)
-  return attention_mask(rank, valid, representation), nxt, has_next
+      [representation == LEFT_TO_RIGHT, representation == RIGHT_TO_LEFT,
+       representation == RANDOM_FACTORIZED],
+      [j <= i, j >= i, random], jnp.ones((length, length), bool))
+  if copy_fix:
+    copy = ((transform == NO_TRANSFORM) & (representation != RANDOM_FACTORIZED)
+            & denoise)
+    base = base & ~(copy & (i == j))
+  return base[None] & valid[:, None, :]
 
 
 def padding_mask(valid: jax.Array) -> jax.Array:

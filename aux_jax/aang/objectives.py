@@ -1,26 +1,29 @@
-"""The loss of one AANG objective ``(I, T, R, O)`` on a batch, branch-free.
+"""The loss of one AANG objective ``(I, T, R, O)`` on its share of a batch, branch-free.
 
-For input tokens ``x`` (i32[B, L], from the input source I), with a PRNG key:
+For clean input tokens ``x`` (i32[B, L], from the objective's input source) and the
+rows of the batch that belong to the objective (``rows`` bool[B], see
+`weights.batch_split`):
 
-1. ``x~, sel = corrupt(x, T)``                          (`transforms`)
-2. per sequence, an order and mask from R: ``M, nxt, has_next``  (`attention`)
-3. ``h = encoder(x~, M)``
+1. ``x~, sel = corrupt(x, T)``: 15 % of the regular tokens selected, BERT-style
+   (`transforms`); ``sel`` marks them;
+2. ``M = representation_mask(R, T)`` (`attention`);
+3. ``h = encoder(x~, M)``;
 4. output O:
 
-   * ``supervised``:  CE(classifier(h[:, 0]), y), mean over the batch.
-   * ``denoise``, R = bidirectional: predict the original token at the selected
-     positions: targets ``x_i``, weights ``sel_i``.
-   * ``denoise``, R ordered (L2R, R2L, random-factorised): predict the token that comes
-     *next in the order*, ``x_{nxt(i)}`` (next token for L2R, previous token for R2L),
-     at every position that has a next regular token. This is the fix of the original's
-     copy task (predicting ``x_i`` while attending to position ``i``).
+   * ``denoise``: the objective's own LM head predicts the *original* token at every
+     selected position, for every R: targets ``x_i``, weights ``sel_i · rows_b``
+     (``data.py:429``, ``data_utils.py:28-89`` of the original, ldery/
+     Automating-Auxiliary-Learning @ f876fe2). The loss is the mean token cross-entropy
+     over the targets, ``sum w CE / max(sum w, 1)``;
+   * ``supervised``: the objective's own classifier on the ``<s>`` state, mean CE over
+     the objective's rows.
 
-   The denoise loss is the weighted mean of token cross-entropies,
-   ``sum_i w_i CE_i / max(sum_i w_i, 1)``; the LM head also receives the target position
-   (``i`` or ``nxt(i)``) as a query.
+   ``n_active`` is the number of targets (denoise) or rows (supervised): the original
+   weights each objective's clipped gradient by it in the balance cosine
+   (``modelling.py:686-717``).
 
-All codes may be traced (objectives are sampled inside jit): both outputs are computed and
-one is selected with ``jnp.where``.
+All codes may be traced (objectives are sampled inside jit): both outputs are computed
+when the space has both, and one is selected with ``jnp.where``.
 """
 
 from __future__ import annotations
@@ -34,19 +37,38 @@ import optax
 from aux_jax.aang import attention
 from aux_jax.aang.space import OUTPUTS
 from aux_jax.aang.transforms import corrupt
-from aux_jax.aang.transformer import AangModel
 
 DENOISE, SUPERVISED = OUTPUTS.index("denoise"), OUTPUTS.index("supervised")
 
 
 class TokenSpec(NamedTuple):
-  """Token-id conventions the objectives need (see `tokenizer.ByteTokenizer`)."""
+  """Token-id conventions the objectives need.
+
+  Attributes:
+    pad_id, mask_id: ids of PAD and MASK.
+    special_ids: tuple of every special id (never selected, never a target).
+    random_low, random_high: random replacement tokens are uniform in
+      ``[random_low, random_high)``.
+    rate: selection probability (15 %).
+  """
 
   pad_id: int
   mask_id: int
-  first_regular_id: int
-  vocab_size: int
+  special_ids: tuple
+  random_low: int
+  random_high: int
   rate: float = 0.15
+
+
+def token_spec(tokenizer, rate: float = 0.15) -> TokenSpec:
+  """The `TokenSpec` of a `ByteTokenizer` or an `HFTokenizer`."""
+  special = getattr(tokenizer, "special_ids", None)
+  if special is None:  # byte tokenizer: every id below the first byte id
+    special = range(tokenizer.first_regular_id)
+  high = getattr(tokenizer, "end_regular_id", tokenizer.vocab_size)
+  return TokenSpec(int(tokenizer.pad_id), int(tokenizer.mask_id),
+                   tuple(int(i) for i in special), int(tokenizer.first_regular_id),
+                   int(high), rate)
 
 
 class ObjectiveBatch(NamedTuple):
@@ -55,57 +77,38 @@ class ObjectiveBatch(NamedTuple):
   Attributes:
     tokens: i32[B, L], transformed input.
     mask: bool[B, L, L], attention mask.
-    targets: i32[B, L], denoise target ids.
-    query_pos: i32[B, L], position whose token each position predicts.
-    weights: f32[B, L], denoise target weights (0/1).
+    targets: i32[B, L], the clean tokens (denoise targets where ``weights`` is 1).
+    weights: f32[B, L], 1 at the selected (transformed) positions.
   """
 
   tokens: jax.Array
   mask: jax.Array
   targets: jax.Array
-  query_pos: jax.Array
   weights: jax.Array
 
 
-def make_objective_batch(
-    key: jax.Array,
-    tokens: jax.Array,
-    transform: jax.Array | int,
-    representation: jax.Array | int,
-    spec: TokenSpec,
-) -> ObjectiveBatch:
-  """Transform, mask and denoise targets of one objective (module docstring, 1-2).
+def make_objective_batch(key: jax.Array, tokens: jax.Array, transform, representation,
+                         spec: TokenSpec, *, rf_keep_prob: float = 0.6,
+                         copy_fix: bool = True, output=DENOISE) -> ObjectiveBatch:
+  """Transform, attention mask and denoise targets of one objective (steps 1-2).
 
   Args:
-    key: PRNG key.
+    key: PRNG key of the (I, T, R) group: objectives differing only in O get the same
+      batch, as in the original (``data.py:417-438``).
     tokens: i32[B, L] clean input ids.
-    transform: i32[] code (index into `space.TRANSFORMS`).
-    representation: i32[] code (index into `space.REPRESENTATIONS`).
+    transform, representation: i32[] codes (may be traced).
     spec: token conventions.
-
-  Returns:
-    An `ObjectiveBatch`.
+    rf_keep_prob, copy_fix: see `attention.representation_mask`.
+    output: i32[] O code (the copy fix applies to denoise outputs).
   """
   k_t, k_r = jax.random.split(key)
   corrupted, selected = corrupt(
-      k_t, tokens, transform, mask_id=spec.mask_id,
-      first_regular_id=spec.first_regular_id, vocab_size=spec.vocab_size,
-      rate=spec.rate)
-  valid = tokens != spec.pad_id
-  keys = jax.random.split(k_r, tokens.shape[0])
-  mask, nxt, has_next = jax.vmap(attention.representation_mask, (0, 0, None))(
-      keys, valid, representation)
-  next_tokens = jnp.take_along_axis(tokens, nxt, axis=-1)
-  ordered_w = has_next & valid & (next_tokens >= spec.first_regular_id)
-  bidir = representation == attention.BIDIRECTIONAL
-  positions = jnp.broadcast_to(jnp.arange(tokens.shape[-1]), tokens.shape)
-  return ObjectiveBatch(
-      tokens=corrupted,
-      mask=mask,
-      targets=jnp.where(bidir, tokens, next_tokens),
-      query_pos=jnp.where(bidir, positions, nxt).astype(jnp.int32),
-      weights=jnp.where(bidir, selected, ordered_w).astype(jnp.float32),
-  )
+      k_t, tokens, transform, mask_id=spec.mask_id, first_regular_id=spec.random_low,
+      vocab_size=spec.random_high, rate=spec.rate, special_ids=spec.special_ids)
+  mask = attention.representation_mask(k_r, tokens != spec.pad_id, representation,
+                                       transform, rf_keep_prob=rf_keep_prob,
+                                       copy_fix=copy_fix, denoise=output == DENOISE)
+  return ObjectiveBatch(corrupted, mask, tokens, selected.astype(jnp.float32))
 
 
 def denoise_loss(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
@@ -114,43 +117,54 @@ def denoise_loss(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> j
   return jnp.sum(weights * ce) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean CE over the batch; f32[B, K], i32[B]."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+def classification_loss(logits: jax.Array, labels: jax.Array,
+                        weights: jax.Array | None = None) -> jax.Array:
+  """Mean CE over the batch (or over the rows with ``weights``); f32[B, K], i32[B]."""
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if weights is None:
+    return jnp.mean(ce)
+  return jnp.sum(weights * ce) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def objective_loss(
-    model: AangModel,
-    params: dict,
-    key: jax.Array,
-    tokens: jax.Array,
-    labels: jax.Array,
-    transform: jax.Array | int,
-    representation: jax.Array | int,
-    output: jax.Array | int,
-    spec: TokenSpec,
-    dropout: bool = True,
-) -> jax.Array:
-  """Scalar loss of objective ``(·, T, R, O)`` on ``tokens`` (module docstring).
+def objective_loss(net, encoder, lm_head, cls_head, key, tokens, labels, rows,
+                   transform, representation, output, spec: TokenSpec, *,
+                   has_denoise: bool = True, has_supervised: bool = True,
+                   rf_keep_prob: float = 0.6, copy_fix: bool = True,
+                   dropout: bool = True) -> tuple[jax.Array, jax.Array]:
+  """Loss of objective ``(·, T, R, O)`` on its rows of ``tokens`` (module docstring).
 
   Args:
-    model: the `AangModel`.
-    params: ``{"encoder", "lm_head", "cls_head"}``.
-    key: PRNG key (corruption, random order, dropout).
-    tokens: i32[B, L] clean input of the objective's input source.
-    labels: i32[B] task labels (used by the supervised output only).
+    net: the `model.AangNet`.
+    encoder: the body's params.
+    lm_head: the objective's LM head ``{"head", "decoder"?}`` (ignored without
+      ``has_denoise``); cls_head: its classifier (ignored without ``has_supervised``).
+    key: the (I, T, R) group's PRNG key (corruption, RF mask, dropout).
+    tokens: i32[B, L] clean input.  labels: i32[B] task labels (supervised only).
+    rows: f32[B], 1 on the objective's rows.
     transform, representation, output: i32[] codes (may be traced).
     spec: token conventions.
+    has_denoise, has_supervised: whether the space has objectives of each output
+      (static; the missing branch is not computed).
+    rf_keep_prob, copy_fix: see `attention.representation_mask`.
     dropout: whether to apply dropout.
 
   Returns:
-    f32[] loss.
+    ``(loss, n_active)``, f32[] each.
   """
-  k_b, k_d = jax.random.split(key)
-  ob = make_objective_batch(k_b, tokens, transform, representation, spec)
-  k_enc, k_cls = jax.random.split(k_d)
-  states = model.encode(params, ob.tokens, ob.mask, k_enc if dropout else None)
-  lm = denoise_loss(model.lm_logits(params, states, ob.query_pos), ob.targets, ob.weights)
-  cls_logits = model.classify(params["cls_head"], states, k_cls if dropout else None)
-  sup = classification_loss(cls_logits, labels)
-  return jnp.where(output == SUPERVISED, sup, lm)
+  k_b, k_enc, k_cls = jax.random.split(key, 3)
+  ob = make_objective_batch(k_b, tokens, transform, representation, spec,
+                            rf_keep_prob=rf_keep_prob, copy_fix=copy_fix, output=output)
+  states = net.encode(encoder, ob.tokens, ob.mask, k_enc if dropout else None)
+  out = []
+  if has_denoise:
+    w = ob.weights * rows[:, None]
+    logits = net.lm_logits(lm_head, encoder, states)
+    out.append((DENOISE, denoise_loss(logits, ob.targets, w), jnp.sum(w)))
+  if has_supervised:
+    cls_logits = net.classify(cls_head, states, k_cls if dropout else None)
+    out.append((SUPERVISED, classification_loss(cls_logits, labels, rows), jnp.sum(rows)))
+  if len(out) == 1:
+    return out[0][1], out[0][2]
+  (_, l_lm, n_lm), (_, l_sup, n_sup) = out
+  sup = output == SUPERVISED
+  return jnp.where(sup, l_sup, l_lm), jnp.where(sup, n_sup, n_lm)

@@ -2,7 +2,7 @@
 
 One panel per axis of the factored space (I input, T transform, R representation,
 O output; Dery et al., ICLR 2023), one line per axis value: the weight of that value
-versus the training step, as recorded by `aux_jax.aang.train.axis_weight_record`
+versus the training step, as recorded by `aux_jax.aang.experiment.axis_history`
 (``"marginal"``: the share of ``softmax(z)`` over the valid objectives on that value;
 ``"factor_softmax"``: ``softmax(W_axis)``). A last panel shows the primary/auxiliary
 balance ``softmax(beta)`` when it was recorded.
@@ -27,7 +27,7 @@ def axis_weights_plot(history: Sequence[Mapping], axis_names: Mapping[str, Seque
 
   Args:
     history: records ``{"step", kind: {axis: [w per value]}, "balance"?: [a_prim, a_aux]}``
-      (``run_aang``'s ``axis_weights_history``), in step order.
+      (`aux_jax.aang.experiment.axis_history`), in step order.
     axis_names: ``{axis: [value names]}`` for the four axes of `space.AXES`.
     path: the PNG to write.
     kind: ``"marginal"`` or ``"factor_softmax"``.

@@ -9,7 +9,7 @@ auxiliary objective as a tuple ``(I, T, R, O)``:
   tokens), ``mask`` (15% replaced by MASK), ``bert`` (15% selected; 80% MASK, 10% random,
   10% kept);
 * ``R`` representation, i.e. the attention mask: ``bidirectional``, ``left_to_right``,
-  ``right_to_left``, ``random_factorized`` (an XLNet-like random order);
+  ``right_to_left``, ``random_factorized`` (a random Bernoulli mask, see `attention`);
 * ``O`` output: ``denoise`` (a language-model head predicts original tokens) or
   ``supervised`` (the end task's classifier head on the transformed input).
 
@@ -39,11 +39,11 @@ So: 16 denoise objectives (every T x R) and 8 supervised ones (every T x {bidire
 random_factorized}). A supervised output on a corrupted input is *legal* (it is the
 task loss under input noise, as in the original); forbidding it would leave 18, not 24.
 
-``(task, none, bidirectional, denoise)`` reconstructs an uncorrupted input with full
-attention, an identity ("copy") objective the original keeps in its 24; pass
-``drop_identity_denoise=True`` to remove it (23). The copy defect of the original with
-*causal* masks is fixed in `objectives` (the denoise target there is the next token in the
-factorisation order), so those objectives stay legal.
+``(task, none, R, denoise)`` with R in {bidirectional, left_to_right, right_to_left}
+reconstructs an uncorrupted input while seeing each target at its own position: copy
+objectives, which the original keeps in its 24. `attention` hides the diagonal in
+exactly these cases (``copy_fix``, default on), so they stay legal and are real
+denoising objectives; ``drop_identity_denoise=True`` removes the bidirectional one (23).
 """
 
 from __future__ import annotations

@@ -9,14 +9,13 @@ Pre-LayerNorm blocks (Xiong et al., 2020) over learned token + position embeddin
 The mask is given per example, bool[B, L, L] (query, key), so AANG's R axis (causal,
 anti-causal, random-factorised) is just data. Trained from scratch.
 
-Heads (separate modules so that the shared body is exactly ``params["encoder"]``):
+Heads (separate modules so that the shared body is exactly the encoder's params):
 
-* `LMHead`: ``logits = (LN(gelu(W (h_i + Q[t_i])))) E^T + b`` with E the encoder's
-  embedding (tied) or its own matrix. ``Q[t_i]`` is a learned *query-position*
-  embedding of the position whose token is predicted (``t_i = i`` for bidirectional
-  denoising, the next position in the order otherwise): a light form of XLNet's query
-  stream that tells a random-factorised objective which token to predict.
-* `ClassifierHead`: ``logits = W_2 tanh(W_1 h_CLS)`` (the RoBERTa head), on position 0.
+* `LMHead`: ``logits = LN(gelu(W h_i + b)) E^T + c``, predicting the token at position
+  i, with E the encoder's embedding (tied) or the head's own decoder.
+* `ClassifierHead`: ``logits = W_2 act(W_1 h_CLS)``, on position 0.
+
+`aux_jax.aang.model` wraps the encoder and these heads for the AANG step.
 """
 
 from __future__ import annotations
@@ -105,96 +104,38 @@ class Encoder(nn.Module):
 
 
 class LMHead(nn.Module):
-  """Token logits f32[B, L, V] from states f32[B, L, D] and query positions i32[B, L].
+  """Token logits f32[B, L, V] from states f32[B, L, D] and a decoder matrix f32[V, D].
 
-  Attributes:
-    config: the encoder's config.
-    tied: decode with the encoder's embedding matrix (passed as ``embedding``).
+  ``logits = LN(gelu(W h + b)) E^T + c``, the shape of RoBERTa's MLM head. ``E`` is
+  passed in: the encoder's embedding (tied) or the head's own decoder.
   """
 
   config: EncoderConfig
-  tied: bool = True
 
   @nn.compact
-  def __call__(self, states, query_pos, embedding=None):
+  def __call__(self, states, decoder):
     c = self.config
-    q = self.param("query_position", nn.initializers.normal(0.02), (c.max_len, c.width))
-    x = states + q[query_pos]
-    x = nn.LayerNorm()(nn.gelu(nn.Dense(c.width)(x)))
-    if self.tied:
-      if embedding is None:
-        raise ValueError("A tied LMHead needs the encoder embedding f32[V, D].")
-      logits = x @ embedding.T
-    else:
-      logits = nn.Dense(c.vocab_size, use_bias=False, name="decoder")(x)
-    return logits + self.param("bias", nn.initializers.zeros, (c.vocab_size,))
+    x = nn.LayerNorm()(nn.gelu(nn.Dense(c.width)(states)))
+    return x @ decoder.T + self.param("bias", nn.initializers.zeros, (c.vocab_size,))
 
 
 class ClassifierHead(nn.Module):
-  """Class logits f32[B, K] from the CLS state f32[B, D]."""
+  """Class logits f32[B, K] from the CLS state f32[B, D].
+
+  ``dropout → Dense(hidden) → activation → dropout → Dense(K)``: the original's
+  classifier (allennlp's one-layer feed-forward; tanh for the primary and dev heads,
+  ReLU for the auxiliary supervised heads, ``modelling.py:291-295, 333-344``).
+  """
 
   num_classes: int
   hidden: int
   dropout: float = 0.1
+  activation: str = "tanh"
 
   @nn.compact
   def __call__(self, cls_state, deterministic: bool = True):
+    act = {"tanh": jnp.tanh, "relu": nn.relu}[self.activation]
     x = nn.Dropout(self.dropout)(cls_state, deterministic=deterministic)
-    x = jnp.tanh(nn.Dense(self.hidden)(x))
+    x = act(nn.Dense(self.hidden)(x))
     x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
-    return nn.Dense(self.num_classes)(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class AangModel:
-  """The encoder and its heads as pure functions over one params dict.
-
-  ``params = {"encoder", "lm_head", "cls_head"}``; ``params["encoder"]`` is the shared
-  body whose gradients AANG compares.
-  """
-
-  config: EncoderConfig
-  num_classes: int
-  tied: bool = True
-
-  @property
-  def encoder(self) -> Encoder:
-    return Encoder(self.config)
-
-  @property
-  def lm_head(self) -> LMHead:
-    return LMHead(self.config, tied=self.tied)
-
-  @property
-  def cls_head(self) -> ClassifierHead:
-    return ClassifierHead(self.num_classes, self.config.width, self.config.dropout)
-
-  def init(self, key: jax.Array) -> dict:
-    """Initial params for sequences of ``config.max_len``."""
-    k_e, k_l, k_c = jax.random.split(key, 3)
-    c = self.config
-    tokens = jnp.zeros((1, c.max_len), jnp.int32)
-    mask = jnp.ones((1, c.max_len, c.max_len), bool)
-    enc = self.encoder.init(k_e, tokens, mask)["params"]
-    states = jnp.zeros((1, c.max_len, c.width))
-    emb = enc["embed"]["embedding"]
-    lm = self.lm_head.init(k_l, states, jnp.zeros((1, c.max_len), jnp.int32), emb)
-    cls = self.cls_head.init(k_c, states[:, 0])
-    return {"encoder": enc, "lm_head": lm["params"], "cls_head": cls["params"]}
-
-  def encode(self, params, tokens, mask, key=None):
-    """States f32[B, L, D]; dropout is on iff ``key`` is given."""
-    rngs = None if key is None else {"dropout": key}
-    return self.encoder.apply({"params": params["encoder"]}, tokens, mask,
-                              deterministic=key is None, rngs=rngs)
-
-  def lm_logits(self, params, states, query_pos):
-    """Token logits f32[B, L, V]."""
-    emb = params["encoder"]["embed"]["embedding"] if self.tied else None
-    return self.lm_head.apply({"params": params["lm_head"]}, states, query_pos, emb)
-
-  def classify(self, head_params, states, key=None):
-    """Class logits f32[B, K] from the CLS (position 0) state with a classifier head."""
-    rngs = None if key is None else {"dropout": key}
-    return self.cls_head.apply({"params": head_params}, states[:, 0],
-                               deterministic=key is None, rngs=rngs)
+    return nn.Dense(self.num_classes)(x).astype(jnp.float32)

@@ -13,9 +13,12 @@ bert       0.8                    0.1                     0.1
 =========  =====================  ======================  ==================
 
 A random token is uniform over the regular ids ``[first_regular_id, vocab_size)`` (it may
-equal the original, as in BERT). Special tokens (ids ``< first_regular_id``: PAD, CLS,
-SEP, MASK) are never selected, so they are never corrupted and never become targets;
-padding is thereby respected. The transform is an integer code (index into
+equal the original, as in BERT; the original AANG draws from the whole vocabulary,
+special ids included, ``data_utils.py:66-70``: we keep specials out of the input).
+Special tokens (``special_ids``: PAD, CLS/``<s>``, SEP/``</s>``, MASK, UNK, ...) are
+never selected, so they are never corrupted and never become targets; padding is
+thereby respected. Specials are a set of ids, not a range: RoBERTa's ``<mask>`` is its
+last id. The transform is an integer code (index into
 `space.TRANSFORMS`) and may be a traced value: every branch is a ``jnp.where``, so the
 function vmaps over objectives.
 
@@ -45,6 +48,7 @@ def corrupt(
     first_regular_id: int,
     vocab_size: int,
     rate: float = 0.15,
+    special_ids=None,
 ) -> tuple[jax.Array, jax.Array]:
   """Applies transform ``transform`` to ``tokens``.
 
@@ -53,10 +57,11 @@ def corrupt(
     tokens: i32[..., L] token ids.
     transform: i32[] code, an index into `space.TRANSFORMS` (may be traced).
     mask_id: id of the MASK token.
-    first_regular_id: ids below it are special and never touched.
-    vocab_size: number of ids; random tokens are drawn from
-      ``[first_regular_id, vocab_size)``.
+    first_regular_id: random tokens are drawn from ``[first_regular_id, vocab_size)``.
+    vocab_size: end of the range of random tokens.
     rate: selection probability of each regular token.
+    special_ids: ids never selected (a sequence of ints); None: every id below
+      ``first_regular_id`` (the byte tokenizer's layout).
 
   Returns:
     ``(corrupted, selected)``: i32[..., L] the new ids and bool[..., L] the selected
@@ -68,7 +73,10 @@ def corrupt(
     raise ValueError(
         f"vocab_size ({vocab_size}) must exceed first_regular_id ({first_regular_id}).")
   k_sel, k_how, k_tok = jax.random.split(key, 3)
-  regular = tokens >= first_regular_id
+  if special_ids is None:
+    regular = tokens >= first_regular_id
+  else:
+    regular = ~jnp.isin(tokens, jnp.asarray(special_ids, tokens.dtype))
   selected = regular & (jax.random.uniform(k_sel, tokens.shape) < rate)
   probs = jnp.asarray(_REWRITE_PROBS)[transform]
   u = jax.random.uniform(k_how, tokens.shape)

@@ -1,34 +1,40 @@
-"""AANG's factored objective weights, sampling, and meta-update (Dery et al., ICLR 2023).
+"""AANG's factored objective weights, batch split and meta-update (Dery et al., ICLR 2023).
 
-Factored logits. For valid objective ``c = (i, t, r, o)`` (``factors[c]``)
+Read from the original (ldery/Automating-Auxiliary-Learning @ f876fe2; files under
+``AutoSearchSpace/``).
 
-    z_c = W_I[i] + W_T[t] + W_R[r] + W_O[o] (+ W_all[c]),      all initialised to 0.
+Factored logits. For valid objective ``c = (i, t, r, o)`` (``factors[c]``) the logits are
+``W_I[i], W_T[t], W_R[r], W_O[o]`` and ``W_all[c]``, all initialised to 0
+(``searchspace.py:44-67``). Their full-space sum ``z_c`` is used for logging only
+(`axis_weights`).
 
-Each step samples a set ``S`` of K distinct valid objectives (uniformly, or by
-``softmax(z / tau)`` when logits are given: Gumbel top-k, i.e. sampling without
-replacement) and weights them by
+Batch split and loss weight (``data.py:365-415``, ``modelling.py:698-702``). Each step
+samples K distinct valid objectives S uniformly (``searchspace.py:166-170``). An
+auxiliary batch of B rows is shared out:
 
-    w_c = lambda_aux * softmax(z_S)_c,   c in S.
+    n_R      = ceil(B · softmax_{R in S}(W_R)[r])           per sampled R value
+    n_{R,I}  = ceil(n_R · softmax_{I in S|R}(W_I)[i])       per sampled I given R
+    n_c      = ceil(n_{R,I} · softmax_{T in S|R,I}(W_T)[t]) (n_{R,I} if the softmax is 1)
 
-A separate 2-way softmax ``(a_prim, a_aux) = softmax(beta)`` balances the primary loss
-against the auxiliary sum, so the body gradient used for training is
+(softmaxes over the values present among the sampled objectives), and objective c's
+loss (a mean over its n_c rows) is weighted by
 
-    g = a_prim * clip(g_prim) + a_aux * sum_{c in S} w_c clip(g_c),
+    s_c = (n_c / B) · a_aux · q_c,     q = softmax_{c in S}(W_all[c] + W_O[o_c]),
 
-each per-objective gradient on the shared body clipped to norm 10.
+with ``(a_prim, a_aux) = softmax(beta)`` (``modelling.py:649-650``). So W_I, W_T and W_R
+act through the batch split, W_O and W_all through q. The primary loss gets a_prim.
 
-Meta-update (every few steps). With ``g_dev`` the gradient on the body of a dev-set loss
-through a dev head, each sampled objective's logit receives
+Meta-update (``modelling.py:740-770``, ``searchspace.py:209-264``). Every step, with
+``g_dev`` the body gradient of a dev loss, each sampled objective sends the upstream
+``d z_c = -cos(g_dev, g_c)`` (body gradients, before clipping) to every logit it is made
+of, without a softmax Jacobian:
 
-    d z_c = -cos(g_dev, g_c),      c in S       (0 for objectives not sampled),
+    d W_a[x] += sum_{c in S, factor_a(c) = x} -cos_c,     d W_all[c] += -cos_c,
 
-and the factors receive it by the chain rule through ``z_c = sum of factors``:
-
-    d W_I[i] = sum_{c in S, i_c = i} d z_c,   ... (same for T, R, O),   d W_all[c] = d z_c,
-
-followed by plain SGD, ``W <- W - lr * dW``. The balance logits get
-``d beta = (-cos(g_dev, g_prim), -cos(g_dev, g_aux))`` with ``g_aux`` the combined
-auxiliary body gradient. Cosines are scale-invariant, so clipping does not change them.
+and the balance gets ``d beta += (-cos(g_dev, g_prim), -cos(g_dev, g_aux))`` with
+``g_aux = sum_c n_active,c · clip_10(g_c)``. Every ``meta_every`` (3) steps the mean is
+applied by plain SGD, ``W <- W - aux_lr · dW / 3`` and ``beta <- beta - balance_lr ·
+dbeta / 3``, and the sums are reset.
 """
 
 from __future__ import annotations
@@ -100,11 +106,53 @@ def sample_objectives(key: jax.Array, num_objectives: int, k: int,
   return jax.lax.top_k(scores, k)[1].astype(jnp.int32)
 
 
-def aux_weights(logits: FactoredLogits, factors: jax.Array, sampled: jax.Array,
-                lambda_aux: float, use_all: bool = True) -> jax.Array:
-  """``w`` f32[K]: ``lambda_aux * softmax(z[sampled])``."""
-  z = objective_logits(logits, factors, use_all)[sampled]
-  return lambda_aux * jax.nn.softmax(z)
+def _present_softmax(w: jax.Array, present: jax.Array) -> jax.Array:
+  """softmax of ``w`` over the last axis restricted to ``present`` (0 elsewhere)."""
+  p = jax.nn.softmax(jnp.where(present, w, -1e30), axis=-1)
+  return jnp.where(present, p, 0.0)
+
+
+def _ceil(x: jax.Array) -> jax.Array:
+  # ceil, robust to float error: 64 · 0.5 computed as 32.00001 must stay 32.
+  return jnp.ceil(x - 1e-3)
+
+
+def batch_split(logits: FactoredLogits, factors: jax.Array, sampled: jax.Array,
+                batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """The rows of each sampled objective (module docstring).
+
+  Args:
+    logits: `FactoredLogits`.
+    factors: i32[C, 4] (I, T, R, O) indices of the valid objectives.
+    sampled: i32[K] distinct sampled objectives.
+    batch_size: B, rows of the auxiliary batch.
+
+  Returns:
+    ``(n_c, n_ri)``: f32[K] rows of each objective, and f32[K] rows of its (R, I)
+    group (its T-group is a subset of them).
+  """
+  f = factors[sampled]
+  i, t, r = f[:, 0], f[:, 1], f[:, 2]
+  n_i, n_t, n_r = (w.shape[0] for w in (logits.w_input, logits.w_transform,
+                                        logits.w_representation))
+  present_r = jnp.zeros((n_r,), bool).at[r].set(True)
+  size_r = _ceil(batch_size * _present_softmax(logits.w_representation, present_r))
+  present_ri = jnp.zeros((n_r, n_i), bool).at[r, i].set(True)
+  size_ri = _ceil(size_r[:, None] * _present_softmax(logits.w_input[None], present_ri))
+  present_rit = jnp.zeros((n_r, n_i, n_t), bool).at[r, i, t].set(True)
+  p_t = _present_softmax(logits.w_transform[None, None], present_rit)
+  size_rit = jnp.where(p_t < 1.0, _ceil(size_ri[..., None] * p_t), size_ri[..., None])
+  return size_rit[r, i, t], size_ri[r, i]
+
+
+def loss_scales(logits: FactoredLogits, factors: jax.Array, sampled: jax.Array,
+                sizes: jax.Array, batch_size: int, a_aux: jax.Array,
+                use_all: bool = True) -> jax.Array:
+  """``s`` f32[K]: ``(n_c / B) · a_aux · softmax_S(W_all + W_O)``."""
+  z = logits.w_output[factors[sampled, 3]]
+  if use_all:
+    z = z + logits.w_all[sampled]
+  return sizes / batch_size * a_aux * jax.nn.softmax(z)
 
 
 def balance_weights(beta: jax.Array) -> jax.Array:

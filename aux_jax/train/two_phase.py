@@ -25,6 +25,9 @@ single-task (``stl`` + ``primary_only``, no fine-tuning), multitask (``equal``, 
 fine-tuning), pretrain-then-finetune (``equal``, fine-tuning) and ATTITTUD
 (``attittud`` with ``lambdas``, fine-tuning).
 
+With ``finetune.keep_if_better`` the result is phase 1's when phase 2 does not improve
+its best dev metric (AANG's final fine-tuning, ``configs/aang_citation_intent.py``).
+
 Workdir layout: ``pretrain/`` and ``finetune/`` (each a `train_and_evaluate` workdir)
 and ``summary.json``. Rerunning with the same workdir resumes: each phase resumes
 from its own checkpoints, and a finished (or early-stopped) phase is not trained
@@ -62,8 +65,8 @@ def phase_configs(config: ml_collections.ConfigDict, workdir: str
       ``<workdir>/pretrain``).
 
   Returns:
-    ``(name, config)`` per phase, configs unlocked copies with ``runner = "train"``
-    and no ``finetune`` field.
+    ``(name, config)`` per phase, configs unlocked copies with ``runner`` = the
+    config's ``phase_runner`` (default "train") and no ``finetune`` field.
 
   Raises:
     ValueError: ``finetune`` names a section the config does not have.
@@ -72,7 +75,8 @@ def phase_configs(config: ml_collections.ConfigDict, workdir: str
   first = _unlocked_copy(config)
   if "finetune" in first:
     del first["finetune"]
-  first.runner = "train"
+  # Each phase runs on the loop with the experiment of ``phase_runner`` (e.g. "aang").
+  first.runner = config.get("phase_runner", "train")
   phases = [(PHASES[0], first)]
   if finetune is None or not finetune.get("enabled", False):
     return phases
@@ -85,7 +89,7 @@ def phase_configs(config: ml_collections.ConfigDict, workdir: str
   second.data.kwargs.primary_only = True
   second.train.init_from = os.path.abspath(os.path.join(workdir, PHASES[0]))
   for key, value in finetune.items():
-    if key == "enabled":
+    if key in ("enabled", "keep_if_better"):
       continue
     if key not in second:
       raise ValueError(f"finetune.{key}: the config has no section {key!r} to override "
@@ -120,6 +124,13 @@ def run_two_phase(config: ml_collections.ConfigDict, workdir: str,
     phases[name] = loop.train_and_evaluate(
         cfg, os.path.join(workdir, name), progress=lambda line, n=name: progress(f"[{n}] {line}"))
     final = name
+  finetune = config.get("finetune", None)
+  if final == "finetune" and finetune is not None and finetune.get("keep_if_better", False):
+    # AANG's rule (scripts/autoaux.py:466-473): the fine-tuned model counts only if its
+    # best dev score beats the pretrained one's.
+    key = f"best_dev_{phases['pretrain']['select']}"
+    if not phases["finetune"][key] > phases["pretrain"][key]:
+      final = "pretrain"
   result = {**phases[final], "final_phase": final, **phases}
   if config.get("variant", ""):
     result["method"] = config.variant

@@ -1,4 +1,4 @@
-"""R-axis masks and denoise targets on short sequences, against hand-computed values."""
+"""R-axis masks and denoise targets, against hand-computed values (the original's rules)."""
 
 import itertools
 
@@ -9,115 +9,93 @@ import pytest
 
 from aux_jax.aang import attention as A
 from aux_jax.aang import objectives as O
-from aux_jax.aang.space import TRANSFORMS
-from aux_jax.aang.tokenizer import CLS_ID, FIRST_BYTE_ID, MASK_ID, PAD_ID, SEP_ID, VOCAB_SIZE
-from aux_jax.aang.transformer import AangModel, EncoderConfig
+from aux_jax.aang.space import OUTPUTS, REPRESENTATIONS, TRANSFORMS
+from aux_jax.aang.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, ByteTokenizer
 
-KEY = jax.random.PRNGKey(0)
-# [CLS a b c SEP PAD PAD]: 5 real tokens, 2 pads.
-SEQ = np.array([CLS_ID, 10, 11, 12, SEP_ID, PAD_ID, PAD_ID], np.int32)
+KEY = jax.random.key(0)
+# [CLS a b c d e SEP PAD PAD]: 7 real tokens, 2 pads.
+SEQ = np.array([CLS_ID, 10, 11, 12, 13, 14, SEP_ID, PAD_ID, PAD_ID], np.int32)
 VALID = SEQ != PAD_ID
-SPEC = O.TokenSpec(PAD_ID, MASK_ID, FIRST_BYTE_ID, VOCAB_SIZE)
+L = len(SEQ)
+SPEC = O.token_spec(ByteTokenizer())
+DENOISE = OUTPUTS.index("denoise")
 
 
 @jax.jit
-def objective_batch(key, tokens, transform, representation):
-  return O.make_objective_batch(key, tokens, transform, representation, SPEC)
+def objective_batch(key, tokens, t, r, copy_fix=True):
+  return O.make_objective_batch(key, tokens, t, r, SPEC, copy_fix=copy_fix)
 
 
-def test_fixed_orders_hand_computed():
-  n, L = 5, 7
-  keys_ok = np.zeros((L, L), bool)
-  keys_ok[:, :n] = True
-  tril = np.tril(np.ones((L, L), bool))
-  expected = {
-      A.BIDIRECTIONAL: keys_ok,
-      A.LEFT_TO_RIGHT: tril & keys_ok,
-      A.RIGHT_TO_LEFT: tril.T & keys_ok,
-  }
-  for rep, want in expected.items():
-    mask, nxt, has = A.representation_mask(KEY, jnp.asarray(VALID), rep)
-    np.testing.assert_array_equal(np.asarray(mask)[:n], want[:n])  # real queries
-  _, nxt, has = A.representation_mask(KEY, jnp.asarray(VALID), A.LEFT_TO_RIGHT)
-  np.testing.assert_array_equal(np.asarray(nxt)[:4], [1, 2, 3, 4])
-  _, nxt, has = A.representation_mask(KEY, jnp.asarray(VALID), A.RIGHT_TO_LEFT)
-  np.testing.assert_array_equal(np.asarray(nxt)[1:5], [0, 1, 2, 3])
-  rank = np.asarray(A.factorization_rank(KEY, jnp.asarray(VALID), A.RIGHT_TO_LEFT))
-  np.testing.assert_array_equal(rank, [4, 3, 2, 1, 0, 5, 6])  # pads after real tokens
+def mask_of(rep, transform="bert", copy_fix=True, output="denoise", batch=1):
+  valid = jnp.asarray(np.tile(VALID, (batch, 1)))
+  return np.asarray(A.representation_mask(
+      KEY, valid, REPRESENTATIONS.index(rep), TRANSFORMS.index(transform),
+      copy_fix=copy_fix, denoise=output == "denoise"))
 
 
-def test_random_factorized_is_a_permuted_causal_mask():
-  L, n = 7, 5
-  seen = set()
-  for s in range(300):
-    k = jax.random.PRNGKey(s)
-    rank = np.asarray(A.factorization_rank(k, jnp.asarray(VALID), A.RANDOM_FACTORIZED))
-    mask, nxt, has = (np.asarray(x) for x in
-                      A.representation_mask(k, jnp.asarray(VALID), A.RANDOM_FACTORIZED))
-    assert sorted(rank[:n]) == list(range(n)) and sorted(rank[n:]) == [5, 6]
-    for i, j in itertools.product(range(n), range(L)):
-      assert mask[i, j] == (j < n and rank[j] <= rank[i])   # never the future
-    for i in range(L):
-      if has[i]:
-        assert rank[nxt[i]] == rank[i] + 1
-    seen.add(tuple(np.argsort(rank[:3])))  # relative order of the first 3 positions
-  assert len(seen) == 6  # all 3! relative orders occur
+def test_fixed_masks_hand_computed():
+  i, j = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+  keys = VALID[None, :]
+  want = {"bidirectional": np.ones((L, L), bool), "left_to_right": j <= i,
+          "right_to_left": j >= i}
+  for rep, m in want.items():
+    np.testing.assert_array_equal(mask_of(rep)[0], m & keys)   # T = bert: no copy case
 
 
-def test_l2r_and_r2l_next_token_targets():
-  tokens = jnp.asarray(SEQ[None])
-  for rep, want_t, want_w in [
-      # L2R: position i predicts token i+1; CLS->a, a->b, b->c; c->SEP is special.
-      (A.LEFT_TO_RIGHT, [10, 11, 12], [1, 1, 1, 0, 0, 0, 0]),
-      # R2L: position i predicts token i-1; b->a, c->b, SEP->c; a->CLS is special.
-      (A.RIGHT_TO_LEFT, None, [0, 0, 1, 1, 1, 0, 0]),
-  ]:
-    ob = objective_batch(KEY, tokens, TRANSFORMS.index("none"), rep)
-    w = np.asarray(ob.weights[0])
-    np.testing.assert_array_equal(w, want_w)
-    t, q = np.asarray(ob.targets[0]), np.asarray(ob.query_pos[0])
-    shift = 1 if rep == A.LEFT_TO_RIGHT else -1
-    for i in np.flatnonzero(w):
-      assert q[i] == i + shift and t[i] == SEQ[i + shift]
-    if want_t is not None:
-      np.testing.assert_array_equal(t[:3], want_t)
-    # The copy fix: the target position is never visible from its query.
-    mask = np.asarray(ob.mask[0])
-    assert not any(mask[i, q[i]] for i in np.flatnonzero(w))
+@pytest.mark.parametrize("rep", ["bidirectional", "left_to_right", "right_to_left"])
+def test_copy_cases_hide_the_diagonal_only_for_none_denoise(rep):
+  diag = np.eye(L, dtype=bool)
+  fixed = mask_of(rep, "none")[0]
+  original = mask_of(rep, "none", copy_fix=False)[0]
+  assert not (fixed & diag).any()
+  np.testing.assert_array_equal(fixed, original & ~diag)
+  assert (original & diag)[:, VALID].any()   # the original: every real token sees itself
+  for other in ("replace", "mask", "bert"):
+    np.testing.assert_array_equal(mask_of(rep, other)[0], original)
+  np.testing.assert_array_equal(mask_of(rep, "none", output="supervised")[0], original)
 
 
-def test_bidirectional_targets_are_selected_originals():
-  rng = np.random.default_rng(0)
-  tokens = jnp.asarray(rng.integers(FIRST_BYTE_ID, VOCAB_SIZE, (64, 12)), jnp.int32)
-  ob = objective_batch(KEY, tokens, TRANSFORMS.index("mask"), A.BIDIRECTIONAL)
+def test_random_factorized_is_one_bernoulli_matrix_without_diagonal():
+  big = 64
+  valid = jnp.ones((3, big), bool).at[:, -4:].set(False)
+  m = np.asarray(A.representation_mask(KEY, valid, A.RANDOM_FACTORIZED, 0))
+  assert (m[0] == m[1]).all() and (m[0] == m[2]).all()     # shared by the batch
+  assert not np.diag(m[0]).any()
+  assert not m[:, :, -4:].any()                            # padding keys hidden
+  off = m[0][:60, :60][~np.eye(60, dtype=bool)]
+  assert abs(off.mean() - 0.6) < 0.03                      # keep probability 0.6
+  other = np.asarray(A.representation_mask(jax.random.key(1), valid, A.RANDOM_FACTORIZED, 0))
+  assert (other != m).any()                                # a new matrix per key
+
+
+@pytest.mark.parametrize("t,r", list(itertools.product(TRANSFORMS, REPRESENTATIONS)))
+def test_denoise_targets_exist_only_at_transformed_positions(t, r):
+  tokens = jnp.asarray(np.tile(SEQ, (256, 1)))
+  ob = objective_batch(KEY, tokens, TRANSFORMS.index(t), REPRESENTATIONS.index(r))
+  w, out = np.asarray(ob.weights) > 0, np.asarray(ob.tokens)
+  clean = np.tile(SEQ, (256, 1))
+  np.testing.assert_array_equal(np.asarray(ob.targets), clean)   # same-position originals
+  regular = clean >= SPEC.random_low
+  assert not w[~regular].any()                                     # never a special
+  assert abs(w[regular].mean() - 0.15) < 0.03                      # 15 % selected
+  assert (out[~w] == clean[~w]).all()                              # only targets change
+  if t == "mask":
+    assert (out[w] == MASK_ID).all()
+  if t == "replace":
+    assert ((out[w] >= SPEC.random_low) & (out[w] < SPEC.random_high)).all()
+    assert (out[w] != clean[w]).mean() > 0.95
+  if t == "none":
+    assert (out == clean).all()
+  # The selection is the same whatever R is (same key): R changes only the mask.
+  ob2 = objective_batch(KEY, tokens, TRANSFORMS.index(t), 0)
+  np.testing.assert_array_equal(np.asarray(ob2.weights), np.asarray(ob.weights))
+
+
+def test_specials_as_a_set_not_a_range():
+  # RoBERTa's <mask> is its last id: specials must come from the tokenizer's set.
+  spec = O.TokenSpec(pad_id=1, mask_id=99, special_ids=(0, 1, 2, 3, 99), random_low=4,
+                     random_high=99)
+  seq = np.array([0, 50, 99, 60, 70, 2, 1], np.int32)
+  ob = O.make_objective_batch(KEY, jnp.asarray(np.tile(seq, (500, 1))), 2, 0, spec)
   w = np.asarray(ob.weights) > 0
-  np.testing.assert_array_equal(np.asarray(ob.targets), np.asarray(tokens))
-  np.testing.assert_array_equal(np.asarray(ob.query_pos)[0], np.arange(12))
-  # Every target position is masked in the input; nothing else is.
-  np.testing.assert_array_equal(np.asarray(ob.tokens) == MASK_ID, w)
-  assert 0.1 < w.mean() < 0.2
-
-
-@pytest.mark.parametrize("rep", [A.LEFT_TO_RIGHT, A.RIGHT_TO_LEFT, A.RANDOM_FACTORIZED])
-def test_denoise_logits_do_not_see_their_target(rep):
-  """Changing the token a position must predict leaves that position's LM logits as is."""
-  cfg = EncoderConfig(vocab_size=VOCAB_SIZE, max_len=8, width=16, depth=2, num_heads=2,
-                      mlp_dim=16, dropout=0.0)
-  model = AangModel(cfg, num_classes=3)
-  params = model.init(jax.random.PRNGKey(1))
-  seq = jnp.asarray([[CLS_ID, 10, 11, 12, 13, 14, SEP_ID, PAD_ID]])
-  ob = objective_batch(KEY, seq, 0, rep)
-  logits = jax.jit(lambda toks: model.lm_logits(
-      params, model.encode(params, toks, ob.mask), ob.query_pos))
-  base = np.asarray(logits(seq))
-  q, w = np.asarray(ob.query_pos[0]), np.asarray(ob.weights[0])
-  checked = 0
-  for i in np.flatnonzero(w):
-    changed = np.asarray(logits(seq.at[0, q[i]].set(99)))
-    np.testing.assert_allclose(changed[0, i], base[0, i], atol=1e-5)
-    # Control: a position that does see q[i] changes.
-    sees = [j for j in np.flatnonzero(np.asarray(ob.mask[0])[:, q[i]]) if j != q[i]]
-    if sees:
-      assert np.abs(changed[0, sees[0]] - base[0, sees[0]]).max() > 1e-4
-      checked += 1
-  assert checked >= 3
+  assert not w[:, [0, 2, 5, 6]].any() and w[:, [1, 3, 4]].any()

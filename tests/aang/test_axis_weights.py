@@ -1,23 +1,13 @@
 """Per-axis objective weights: NumPy brute force, the recorded history, and the plot."""
 
-import json
-
-import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from aux_jax.aang import train as T
 from aux_jax.aang import weights as W
-from aux_jax.aang.experiment import run_aang_experiment
+from aux_jax.aang.experiment import axis_history
 from aux_jax.aang.plots import axis_weights_plot
 from aux_jax.aang.space import AXES, get_space
-
-TINY = dict(max_len=40, width=16, depth=1, num_heads=2, mlp_dim=32, dropout=0.0,
-            batch_size=8, dev_batch_size=8, learning_rate=3e-3, warmup_steps=2,
-            eval_every=3, num_steps=12, patience=10)
-
 
 def brute_force(lg, factors, use_all=True):
   """Marginals and factor softmaxes by loops over objectives, in NumPy float64."""
@@ -67,86 +57,36 @@ def test_zero_logits_give_valid_counts():
     np.testing.assert_allclose(s, np.full(s.shape, 1 / s.shape[0]), rtol=1e-6)
 
 
-def _write_jsonl(root):
-  rng = np.random.default_rng(0)
-  words = ["the", "model", "we", "data", "show", "results", "method", "paper"]
-  for split, n in (("train", 48), ("dev", 16), ("test", 16)):
-    with open(root / f"{split}.jsonl", "w") as f:
-      for _ in range(n):
-        label = ["Uses", "Background"][int(rng.integers(2))]
-        text = " ".join(list(rng.choice(words, 4)) + ["zebra" if label == "Uses" else "maple"])
-        f.write(json.dumps({"text": text, "label": label}) + "\n")
-
-
-def _random_walk_step(model, config, space, spec):
-  """Stands in for `train.make_aang_step` (whose compile takes ~15 s on this CPU; the
-  real step's records are checked in test_train): logits and balance take a random walk,
-  the model is unchanged."""
-  del model, config, space, spec
-
-  def step(state, data):
-    del data
-    key, k = jax.random.split(state.key)
-    ks = jax.random.split(k, len(state.logits) + 1)
-    logits = W.FactoredLogits(*(w + jax.random.normal(kk, w.shape)
-                                for kk, w in zip(ks, state.logits)))
-    return state._replace(step=state.step + 1, logits=logits, key=key,
-                          beta=state.beta + 0.3 * jax.random.normal(ks[-1], (2,))), {
-                              "loss_primary": jnp.zeros(()), "loss_aux": jnp.zeros(())}
-
-  return step
-
-
-def test_aang_run_records_axis_weights_and_writes_plot(tmp_path, monkeypatch):
-  monkeypatch.setattr(T, "make_aang_step", _random_walk_step)
-  data = tmp_path / "data"
-  data.mkdir()
-  _write_jsonl(data)
-  config = ml_collections.ConfigDict(dict(seed=0, data_dir=str(data),
-                                          aang=dict(TINY, method="aang")))
-  run_aang_experiment(config, str(tmp_path / "wd"), log_fn=None)
-  png = tmp_path / "wd" / "aang_weights.png"
-  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-  with open(tmp_path / "wd" / "results.json") as f:
-    res = json.load(f)
-  hist, names = res["axis_weights_history"], res["axis_names"]
+def test_axis_history_of_logged_logits_and_plot(tmp_path):
+  """The records the AANG experiment logs (its logits and balance) become per-axis
+  weights (after a step-0 record of the zero start) and the PNG."""
   space = get_space("citation.supervised")
-  assert names == {a: list(v) for a, v in zip(AXES, space.axes)}
-  # Step 0 (initial logits) then one record per dev evaluation.
-  assert [r["step"] for r in hist] == [0] + [s for s, _ in res["dev_f1_history"]]
   factors = space.table().factors
-  for rec, lg in zip(hist[1:], res["logits_history"]):
-    logits = W.FactoredLogits(*(np.asarray(lg[f], np.float32)
+  rng = np.random.default_rng(0)
+  records = []
+  for step in (5, 10, 15):
+    lg = {f: rng.normal(size=n).tolist()
+          for f, n in zip(W.FactoredLogits._fields, (*space.shape, len(space)))}
+    bal = rng.dirichlet([1, 1]).tolist()
+    records.append({"step": step, "loss_primary": 1.0, **lg, "balance": bal})
+  records.append({"step": 16, "dev_macro_f1": 0.5})       # a record without logits
+  hist = axis_history(records, space, True)
+  assert [r["step"] for r in hist] == [0, 5, 10, 15]
+  np.testing.assert_allclose(hist[0]["factor_softmax"]["transform"], 0.25, rtol=1e-6)
+  assert hist[0]["balance"] == [0.5, 0.5]
+  for rec, raw in zip(hist[1:], records):
+    logits = W.FactoredLogits(*(np.asarray(raw[f], np.float32)
                                 for f in W.FactoredLogits._fields))
     want_marg, want_soft = brute_force(logits, factors)
     for a, axis in enumerate(AXES):
-      assert len(rec["marginal"][axis]) == len(names[axis])
-      np.testing.assert_allclose(sum(rec["marginal"][axis]), 1.0, rtol=1e-5)
-      np.testing.assert_allclose(sum(rec["factor_softmax"][axis]), 1.0, rtol=1e-5)
       np.testing.assert_allclose(rec["marginal"][axis], want_marg[a], rtol=1e-4, atol=1e-6)
       np.testing.assert_allclose(rec["factor_softmax"][axis], want_soft[a], rtol=1e-4,
                                  atol=1e-6)
-    np.testing.assert_allclose(sum(rec["balance"]), 1.0, rtol=1e-5)
-  # Step 0 is the uniform start; the random walk then moved the weights.
-  t0, t_end = (np.array(r["factor_softmax"]["transform"]) for r in (hist[0], hist[-1]))
-  np.testing.assert_allclose(t0, 0.25, rtol=1e-6)
-  assert np.abs(t_end - t0).max() > 1e-2
-  np.testing.assert_allclose(hist[0]["balance"], [0.5, 0.5], rtol=1e-6)
-  assert abs(hist[-1]["balance"][0] - 0.5) > 1e-3
-
-
-def test_baseline_run_writes_no_plot(tmp_path, monkeypatch):
-  monkeypatch.setattr(T, "make_fixed_step",
-                      lambda *a, **k: _random_walk_step(None, None, None, None))
-  data = tmp_path / "data"
-  data.mkdir()
-  _write_jsonl(data)
-  config = ml_collections.ConfigDict(dict(seed=0, data_dir=str(data), aang=dict(
-      TINY, method="supervised", num_steps=6)))
-  run_aang_experiment(config, str(tmp_path / "wd"), log_fn=None)
-  assert not (tmp_path / "wd" / "aang_weights.png").exists()
-  with open(tmp_path / "wd" / "results.json") as f:
-    assert json.load(f)["axis_weights_history"] == []
+    assert rec["balance"] == raw["balance"]
+  names = {a: list(v) for a, v in zip(AXES, space.axes)}
+  png = axis_weights_plot(hist, names, str(tmp_path / "w.png"))
+  with open(png, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_errors(tmp_path):
@@ -160,6 +100,3 @@ def test_plot_errors(tmp_path):
     axis_weights_plot([rec], names, str(tmp_path / "a.png"), kind="factor_softmax")
   with pytest.raises(ValueError, match="2 names"):
     axis_weights_plot([rec], dict(names, output=["a", "b"]), str(tmp_path / "a.png"))
-  with pytest.raises(ValueError, match="data_dir"):
-    run_aang_experiment(ml_collections.ConfigDict(dict(seed=0, data_dir="", aang={})),
-                        str(tmp_path / "wd"))

@@ -1,98 +1,190 @@
-"""The AANG step's meta-update wiring, and tiny end-to-end runs on a keyword task."""
-
-import dataclasses
+"""AANG's step parts against direct re-derivations: heads, meta averaging, dev head,
+optimizer groups; the config's variants and errors. (The whole step runs end to end in
+test_preemption.py and tests/models/test_roberta_aang.py.)"""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+import optax
 import pytest
 
-from aux_jax.aang import train as T
+from aux_jax.aang import objectives as O
+from aux_jax.aang import step as S
 from aux_jax.aang import weights as W
-from aux_jax.aang.data import keyword_data
+from aux_jax.aang.experiment import experiment_from_config, hyper_from_config
+from aux_jax.aang.model import byte_net
 from aux_jax.aang.space import get_space
 from aux_jax.aang.tokenizer import ByteTokenizer
-from aux_jax.aang.transformer import AangModel, EncoderConfig
+from aux_jax.aang.transformer import EncoderConfig
+from configs import aang_citation_intent
 
-TINY = dict(max_len=48, width=32, depth=1, num_heads=2, mlp_dim=64, dropout=0.0,
-            batch_size=16, dev_batch_size=16, learning_rate=3e-3, warmup_steps=5,
-            num_sampled=3, eval_every=20, num_steps=60, patience=10, meta_lr=0.5)
-
-
-def keyword_task():
-  return keyword_data(0, num_classes=3, n_train=96, n_dev=48, n_test=48, length=5)
+SPEC = O.token_spec(ByteTokenizer())
+NET = byte_net(EncoderConfig(260, 16, 8, 1, 2, 16, 0.0), num_classes=3)
 
 
-def test_aang_run_learns_keywords_and_meta_learns_logits():
-  config = ml_collections.ConfigDict(dict(TINY, method="aang"))
-  lines = []
-  out = T.run_aang(config, keyword_task(), seed=0, log_fn=lines.append)
-  # Chance macro-F1 on 3 balanced classes is ~1/3.
-  assert out["best_dev_f1"] > 0.8, out["dev_f1_history"]
-  assert out["test_f1"] > 0.6
-  assert len(lines) == len(out["dev_f1_history"]) and "dev_macro_f1" in lines[0]
-  assert len(out["objective_names"]) == 24
-  z = np.array(out["logits_history"][-1]["objective_logits"])
-  assert z.shape == (24,) and np.abs(z).max() > 0      # meta-updates moved the logits
-  np.testing.assert_allclose(sum(out["final_objective_weights"]), 1.0, rtol=1e-5)
-  # Per-axis weights: step 0 then each evaluation; each axis a distribution.
-  axes = out["axis_weights_history"]
-  assert [r["step"] for r in axes] == [0] + [s for s, _ in out["dev_f1_history"]]
-  for kind in ("marginal", "factor_softmax"):
-    for values in axes[-1][kind].values():
-      np.testing.assert_allclose(sum(values), 1.0, rtol=1e-5)
-  assert axes[-1]["marginal"]["output"] != axes[0]["marginal"]["output"]
-  assert out["best_step"] in [s for s, _ in out["dev_f1_history"]]
-
-
-def test_meta_update_in_step_matches_direct_computation():
-  cfg = T.AangConfig(**dict(TINY, meta_every=1, num_sampled=4))
-  tok = ByteTokenizer()
-  spec = T.token_spec(tok)
+def test_every_objective_has_its_own_head_none_shared_with_the_primary():
   space = get_space("citation.supervised")
-  model = AangModel(EncoderConfig(tok.vocab_size, cfg.max_len, cfg.width, cfg.depth,
-                                  cfg.num_heads, cfg.mlp_dim, cfg.dropout), 3)
-  data = keyword_task()
-  enc = lambda t: jnp.asarray(tok.encode_batch(list(t), cfg.max_len))
-  dd = T.DeviceData(enc(data.train.texts), jnp.asarray(data.train.labels),
-                    enc(data.train.texts), enc(data.dev.texts), jnp.asarray(data.dev.labels))
-  state = T.init_state(model, cfg, space, jax.random.PRNGKey(0))
-  state = state._replace(logits=W.FactoredLogits(
-      *(jnp.asarray(np.random.default_rng(0).normal(size=x.shape), jnp.float32)
-        for x in state.logits)))
-  new, m = jax.jit(T.make_aang_step(model, cfg, space, spec))(state, dd)
-  factors = space.table().factors
-  sampled, cos = np.asarray(m["sampled"]), np.asarray(m["cosines"])
-  assert bool(m["did_meta"]) and len(set(sampled)) == 4
-  assert np.all(np.abs(cos) <= 1 + 1e-5) and np.abs(cos).max() > 0
-  want = [np.array(w) for w in state.logits]
-  for c, cs in zip(sampled, cos):
-    for a in range(4):
-      want[a][factors[c, a]] += cfg.meta_lr * cs
-    want[4][c] += cfg.meta_lr * cs
+  params = jax.jit(NET.init, static_argnums=(1, 2))(jax.random.key(0), 16, 8)
+  leading = lambda tree: {x.shape[0] for x in jax.tree.leaves(tree)}
+  assert leading(params["lm_heads"]) == {16} and leading(params["aux_heads"]) == {8}
+  assert set(params["lm_heads"]) == {"head", "decoder"}       # untied, as the original
+  # Distinct parameters: no two heads (nor the primary) hold the same values.
+  dec = np.asarray(params["lm_heads"]["decoder"]).reshape(16, -1)
+  assert len({row.tobytes() for row in dec}) == 16
+  k1 = np.asarray(params["aux_heads"]["Dense_0"]["kernel"]).reshape(8, -1)
+  prim = np.asarray(params["primary_head"]["Dense_0"]["kernel"]).ravel()
+  assert len({row.tobytes() for row in k1} | {prim.tobytes()}) == 9
+  del space
+
+  # The gradient of objective c's loss reaches the body and head c only.
+  tokens = jnp.asarray(np.tile([1, 10, 11, 12, 13, 14, 15, 16, 17, 2, 0, 0], (8, 1)))
+  labels, rows = jnp.zeros((8,), jnp.int32), jnp.ones((8,))
+
+  def loss(p, c, output):
+    gather = lambda tree: jax.tree.map(lambda x: x[c], tree)
+    return O.objective_loss(NET, p["encoder"], gather(p["lm_heads"]),
+                            gather(p["aux_heads"]), jax.random.key(1), tokens, labels, rows,
+                            2, 0, output, SPEC, dropout=False)[0]
+
+  grad = jax.jit(jax.grad(loss))
+  for output, group in ((O.DENOISE, "lm_heads"), (O.SUPERVISED, "aux_heads")):
+    g = grad(params, 5, output)
+    assert optax.tree.norm(g["encoder"]) > 0
+    assert optax.tree.norm(g["primary_head"]) == 0
+    per_head = jax.tree.map(lambda x: jnp.sum(x.reshape(x.shape[0], -1) ** 2, -1),
+                            g[group])
+    norms = np.asarray(sum(jax.tree.leaves(per_head)))
+    assert norms[5] > 0 and np.all(np.delete(norms, 5) == 0)
+    other = "aux_heads" if group == "lm_heads" else "lm_heads"
+    assert optax.tree.norm(g[other]) == 0
+
+
+def test_tied_decoders_option():
+  net = byte_net(EncoderConfig(260, 16, 8, 1, 2, 16, 0.0), 3, tie_lm_decoders=True)
+  params = jax.eval_shape(lambda k: net.init(k, 4, 0), jax.random.key(0))
+  assert set(params["lm_heads"]) == {"head"} and "aux_heads" not in params
+
+
+def test_meta_update_averages_three_steps_with_separate_learning_rates():
+  space = get_space("citation.supervised")
+  factors = jnp.asarray(space.table().factors)
+  hyper = S.Hyper(aux_lr=0.1, balance_lr=0.01, meta_every=3)
+  logits = W.init_logits(space.shape, len(space))
+  zeros = jax.tree.map(jnp.zeros_like, logits)
+  state = S.AangState(jnp.int32(0), {}, {}, logits, jnp.zeros(2), zeros, jnp.zeros(2))
+  rng = np.random.default_rng(0)
+  want = [np.zeros(n) for n in (*space.shape, len(space))]
+  beta_sum = np.zeros(2)
+  for _ in range(3):  # what the step accumulates, scripted
+    sampled = rng.choice(len(space), 3, replace=False)
+    cos = rng.uniform(-1, 1, 3)
+    up = W.logit_gradients(state.logits, factors, jnp.asarray(sampled), jnp.asarray(cos))
+    state = state._replace(logit_grads=jax.tree.map(jnp.add, state.logit_grads, up),
+                           beta_grad=state.beta_grad + jnp.array([-0.5, -0.25]))
+    for c, cs in zip(sampled, cos):
+      for a in range(4):
+        want[a][space.table().factors[c, a]] += cs   # -(-cos), no softmax Jacobian
+      want[4][c] += cs
+    beta_sum += [0.5, 0.25]
+  assert all(float(jnp.abs(w).max()) == 0 for w in state.logits)   # nothing applied yet
+  new, _ = S.make_meta_apply(hyper)(state)
   for got, w in zip(new.logits, want):
-    np.testing.assert_allclose(np.asarray(got), w, rtol=1e-5, atol=1e-6)
-  # Weights used in the step: lambda * softmax over the sampled logits (old logits).
-  z = sum(np.asarray(w)[factors[:, a]] for a, w in enumerate(state.logits[:4]))
-  zs = (z + np.asarray(state.logits.w_all))[sampled]
-  np.testing.assert_allclose(m["aux_weights"], np.exp(zs) / np.exp(zs).sum(), rtol=1e-5)
-  # Balance: beta <- beta + meta_lr * (cos_prim, cos_aux).
-  np.testing.assert_allclose(
-      new.beta, cfg.meta_lr * np.array([m["cos_primary"], m["cos_aux"]]), rtol=1e-5)
+    np.testing.assert_allclose(got, 0.1 * w / 3, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(new.beta, 0.01 * beta_sum / 3, rtol=1e-5)
+  assert all(float(jnp.abs(g).max()) == 0 for g in new.logit_grads)
+  assert float(jnp.abs(new.beta_grad).max()) == 0
 
 
-def test_supervised_baseline_learns():
-  out = T.run_aang(dict(TINY, method="supervised"), keyword_task(), seed=1)
-  assert out["best_dev_f1"] > 0.8, out["dev_f1_history"]
-  assert out["logits_history"] == []
+def test_dev_head_is_fresh_and_stops_when_the_loss_plateaus():
+  enc = NET.init_encoder(jax.random.key(0))
+  tokens = jnp.asarray(np.tile([1, 10, 11, 2, 0, 0, 0, 0], (6, 1)))
+  labels = jnp.array([0, 1, 2, 0, 1, 2])
+  run = jax.jit(lambda key, tol: S.dev_gradient(
+      NET, S.Hyper(dev_head_steps=10, dev_head_tol=tol), SPEC, enc, key, tokens, labels,
+      tokens, labels))
+  g_a, _, iters = run(jax.random.key(1), 0.05)
+  g_b, _, _ = run(jax.random.key(2), 0.05)
+  # Identical inputs: the texts carry no label signal, so the fit plateaus early.
+  assert 1 <= int(iters) < 10
+  _, _, iters_all = run(jax.random.key(1), 0.0)
+  assert int(iters_all) == 10
+  # A fresh head per key (a new initialisation every step): different g_dev.
+  assert float(optax.tree.norm(jax.tree.map(jnp.subtract, g_a, g_b))) > 0
 
 
-def test_config_errors():
-  with pytest.raises(ValueError, match="Unknown AangConfig field"):
-    T.AangConfig.from_mapping({"methd": "aang"})
-  with pytest.raises(ValueError, match="method must be one of"):
-    T.AangConfig(method="maml")
-  with pytest.raises(ValueError, match="in-domain"):
-    T.run_aang(dict(TINY, space="citation.all"),
-               dataclasses.replace(keyword_task(), in_domain=None))
+def test_optimizer_groups_schedule_and_decay_mask():
+  cfg = aang_citation_intent.get_config("aang")
+  optim = cfg.optim
+  optim.update(lr=1.0, head_lr=0.5, num_steps=100)
+  sched = S.warmup_linear_decay(1.0, 100, 0.06, 700)
+  np.testing.assert_allclose([sched(0), sched(3), sched(6), sched(53), sched(100)],
+                             [0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+  assert S.warmup_linear_decay(1.0, 100_000, 0.06, 700)(700) == pytest.approx(1.0)
+  params = {"encoder": {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))},
+            "primary_head": {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}}
+  # Zero gradients: only the weight decay moves the parameters (lr at step 50 = 0.5x).
+  tx = S.make_optimizer(optim, 100)
+  state = tx.init(params)
+  for _ in range(51):
+    upd, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+  lr = sched(50)
+  assert float(upd["encoder"]["b"][0]) == 0.0                         # no decay on biases
+  np.testing.assert_allclose(upd["encoder"]["w"], -lr * 0.01, rtol=1e-5)
+  np.testing.assert_allclose(upd["primary_head"]["b"], -0.5 * lr * 0.1, rtol=1e-5)
+
+
+def test_variants_and_their_settings():
+  assert aang_citation_intent.VARIANTS == ("stl", "tapt", "static_mt", "aang")
+  for v in aang_citation_intent.VARIANTS:
+    c = aang_citation_intent.get_config(v)
+    assert c.method.name == v and c.phase_runner == "aang" and c.finetune.enabled
+  h = hyper_from_config(aang_citation_intent.get_config("aang"))
+  assert (h.aux_lr, h.balance_lr, h.meta_every, h.num_sampled) == (0.1, 0.1, 3, 3)
+  h = hyper_from_config(aang_citation_intent.get_config("static_mt"))
+  assert (h.aux_lr, h.balance_lr) == (0.0, 0.0)
+  assert hyper_from_config(aang_citation_intent.get_config("tapt")).num_sampled == 1
+  r = aang_citation_intent.get_config("aang_roberta")
+  assert (r.data.batch_size, r.data.aux_batch_size, r.data.max_len) == (128, 256, 512)
+  assert (r.optim.lr, r.optim.head_lr, r.optim.eps, r.optim.b2) == (1e-4, 1e-4, 1e-6, 0.98)
+  assert (r.optim.num_steps, r.train.eval_every, r.train.patience) == (900, 30, 20)
+  assert r.model.classifier_dropout == 0.3
+  with pytest.raises(ValueError, match="unknown variant"):
+    aang_citation_intent.get_config("supervised")
+
+
+def test_experiment_errors(tmp_path):
+  c = aang_citation_intent.get_config("aang")
+  with pytest.raises(ValueError, match="data_dir"):
+    experiment_from_config(c)
+  c.data_dir = str(tmp_path / "missing")
+  with pytest.raises(FileNotFoundError, match="No data directory"):
+    experiment_from_config(c)
+  c.method.name = "maml"
+  with pytest.raises(ValueError, match="unknown AANG method"):
+    experiment_from_config(c)
+
+
+@pytest.mark.parametrize("finetune_dev,final", [(0.6, "finetune"), (0.5, "pretrain")])
+def test_final_fine_tuning_is_kept_only_if_dev_improves(monkeypatch, tmp_path,
+                                                        finetune_dev, final):
+  from aux_jax.train import loop, two_phase
+  c = aang_citation_intent.get_config("aang")
+  c.data_dir = "unused"
+  seen = []
+
+  def fake_run(cfg, workdir, progress=print):
+    seen.append(cfg)
+    dev = 0.5 if cfg.method.name == "aang" else finetune_dev
+    return {"method": cfg.method.name, "select": "macro_f1", "best_dev_macro_f1": dev,
+            "test_macro_f1": dev - 0.1}
+
+  monkeypatch.setattr(loop, "train_and_evaluate", fake_run)
+  out = two_phase.run_two_phase(c, str(tmp_path), progress=lambda _: None)
+  first, second = seen
+  assert first.runner == second.runner == "aang" and second.method.name == "stl"
+  assert second.train.init_from.endswith("pretrain")
+  assert (second.optim.lr, second.optim.head_lr, second.optim.schedule) == (
+      1e-6, 1e-6, "constant")
+  assert second.train.patience == 3 and first.optim.lr == c.optim.lr
+  assert out["final_phase"] == final and out["method"] == "aang"
+  assert out["test_macro_f1"] == pytest.approx((0.6 if final == "finetune" else 0.5) - 0.1)

@@ -1,4 +1,7 @@
-"""Factored logits, sampling and the meta-update against direct NumPy computations."""
+"""Factored logits, batch split, loss weights, sampling and the meta-update against
+direct NumPy computations (the original's rules, see `aux_jax.aang.weights`)."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +22,7 @@ def numpy_z(lg, factors, use_all=True):
   return z + (np.asarray(lg.w_all) if use_all else 0)
 
 
-def test_objective_logits_and_aux_weights():
+def test_objective_logits_and_balance():
   rng = np.random.default_rng(0)
   sp = get_space("citation.all")
   factors = sp.table().factors
@@ -28,11 +31,6 @@ def test_objective_logits_and_aux_weights():
                              numpy_z(lg, factors), rtol=1e-6)
   np.testing.assert_allclose(W.objective_logits(lg, jnp.asarray(factors), use_all=False),
                              numpy_z(lg, factors, False), rtol=1e-6)
-  sampled = np.array([3, 17, 0, 39])
-  zs = numpy_z(lg, factors)[sampled]
-  want = 0.7 * np.exp(zs - zs.max()) / np.exp(zs - zs.max()).sum()
-  np.testing.assert_allclose(
-      W.aux_weights(lg, jnp.asarray(factors), jnp.asarray(sampled), 0.7), want, rtol=1e-5)
   np.testing.assert_allclose(W.balance_weights(jnp.array([0.3, -0.2])),
                              np.exp([0.3, -0.2]) / np.exp([0.3, -0.2]).sum(), rtol=1e-6)
 
@@ -98,3 +96,57 @@ def test_sampling_distinct_uniform_and_by_logits():
   np.testing.assert_allclose(np.bincount(first, minlength=6) / n, p, atol=0.03)
   with pytest.raises(ValueError, match="k must be"):
     W.sample_objectives(jax.random.PRNGKey(0), 3, 4)
+
+
+def numpy_split(lg, factors, sampled, batch):
+  """The original's ceil chain (data.py:365-415) with Python loops, float64."""
+  ws = [np.asarray(w, np.float64) for w in lg]
+  f = factors[sampled]
+
+  def soft(w, values):
+    e = {v: math.exp(w[v]) for v in values}
+    return {v: e[v] / sum(e.values()) for v in values}
+
+  n_r = {r: math.ceil(batch * p - 1e-9)
+         for r, p in soft(ws[2], sorted(set(f[:, 2]))).items()}
+  sizes, groups = [], []
+  for i, t, r, _ in f:
+    p_i = soft(ws[0], sorted({x[0] for x in f if x[2] == r}))
+    n_ri = math.ceil(n_r[r] * p_i[i] - 1e-9)
+    p_t = soft(ws[1], sorted({x[1] for x in f if x[2] == r and x[0] == i}))
+    sizes.append(math.ceil(n_ri * p_t[t] - 1e-9) if p_t[t] < 1 else n_ri)
+    groups.append(n_ri)
+  return np.array(sizes), np.array(groups)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_split_and_loss_scales_match_numpy(seed):
+  rng = np.random.default_rng(seed)
+  sp = get_space("citation.all")
+  factors = sp.table().factors
+  lg = random_logits(rng, sp.shape, len(sp))
+  sampled = rng.choice(len(sp), 6, replace=False)
+  sizes, groups = W.batch_split(lg, jnp.asarray(factors), jnp.asarray(sampled), 64)
+  want_sizes, want_groups = numpy_split(lg, factors, sampled, 64)
+  np.testing.assert_array_equal(np.asarray(sizes), want_sizes)
+  np.testing.assert_array_equal(np.asarray(groups), want_groups)
+  assert (want_sizes <= want_groups).all() and (want_groups <= 64).all()
+  # s_c = (n_c / B) a_aux softmax_S(W_all + W_O).
+  q = np.asarray(lg.w_all)[sampled] + np.asarray(lg.w_output)[factors[sampled, 3]]
+  q = np.exp(q - q.max()) / np.exp(q - q.max()).sum()
+  got = W.loss_scales(lg, jnp.asarray(factors), jnp.asarray(sampled), sizes, 64,
+                      jnp.float32(0.4))
+  np.testing.assert_allclose(got, want_sizes / 64 * 0.4 * q, rtol=1e-5)
+
+
+def test_equal_logits_split_evenly():
+  sp = get_space("citation.supervised")
+  factors = jnp.asarray(sp.table().factors)
+  lg = W.init_logits(sp.shape, len(sp))
+  # Objectives 0, 1: (none, bidirectional, sup/denoise) share their group; 8: (replace,
+  # left_to_right, denoise) is alone under its R.
+  sizes, groups = W.batch_split(lg, factors, jnp.array([0, 1, 8]), 16)
+  np.testing.assert_array_equal(sizes, [8, 8, 8])
+  np.testing.assert_array_equal(groups, [8, 8, 8])
+  sizes, _ = W.batch_split(lg, factors, jnp.array([0, 7, 13]), 15)  # one R, three T
+  np.testing.assert_array_equal(sizes, [5, 5, 5])

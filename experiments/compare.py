@@ -6,7 +6,7 @@
         --variants=stl,unif,slgrad --config.data.kwargs.main_noise=0.3
     python -m experiments.compare --config=configs/attittud_cifar10.py --seeds=5
     python -m experiments.compare --config=configs/aang_citation_intent.py \
-        --config.data.kwargs.data_dir=DIR --variants=stl,tapt,aang
+        --config.data_dir=DIR --variants=stl,tapt,static_mt,aang
 
 The config file's ``get_config(variant)`` builds each variant's config (the argument
 after ':' of ``experiments.train``: a method, or a named variant); ``--variants``

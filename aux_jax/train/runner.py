@@ -6,7 +6,8 @@ A config's ``runner`` field (default "train") picks the protocol:
   experiment (`aux_jax.train.experiment`; every method, task generation included);
 * ``aang``: the same loop on AANG's experiment (`aux_jax.aang.experiment`);
 * ``two_phase``: two runs of the loop, pretraining then fine-tuning
-  (`aux_jax.train.two_phase`, ATTITTUD's protocol).
+  (`aux_jax.train.two_phase`: ATTITTUD's protocol, and AANG's search followed by its
+  low-learning-rate fine-tuning, with ``phase_runner = "aang"``).
 
 Every runner returns a summary with ``method``, ``select``, ``best_dev_<select>`` and
 the test metrics ``test_<metric>`` of the selected model.

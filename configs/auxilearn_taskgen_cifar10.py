@@ -33,23 +33,10 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ("learned", "fixed", common.STL)
+VARIANTS = common.TASKGEN_VARIANTS
 EPOCHS = 100
 BATCH = 128
 TRAIN_IMAGES = 45_000  # 50,000 minus the 10% dev split
-
-
-def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Sets the method of ``variant`` (one of `VARIANTS`) on a task-generation config."""
-  variant = variant or "learned"
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-  c.variant = variant
-  if variant == common.STL:
-    c.method = common.method(common.STL)
-  else:
-    c.method.kwargs.learn_labeler = variant == "learned"
-  return c
 
 
 def get_config(variant: str = "learned") -> ml_collections.ConfigDict:
@@ -68,4 +55,4 @@ def get_config(variant: str = "learned") -> ml_collections.ConfigDict:
   c.hyper = common.hyper(interval=10, step=1e-4, optimizer="adam", lr=1e-4)
   c.hyper.include_weight_decay = False  # the original: G = ∇_θ L_T only
   c.train = common.train(log_every=100, eval_every=1000, checkpoint_every=5000)
-  return apply_variant(c, variant)
+  return common.taskgen_variant(c, variant)

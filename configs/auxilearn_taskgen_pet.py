@@ -33,9 +33,9 @@ then
 
 import ml_collections
 
-from configs import auxilearn_taskgen_cifar10, common
+from configs import common
 
-VARIANTS = auxilearn_taskgen_cifar10.VARIANTS
+VARIANTS = common.TASKGEN_VARIANTS
 EPOCHS = 150
 BATCH = 16
 IMAGE_SIZE = 224
@@ -65,4 +65,4 @@ def get_config(variant: str = "learned") -> ml_collections.ConfigDict:
   steps_per_epoch = TRAIN_IMAGES // BATCH
   c.train = common.train(log_every=steps_per_epoch, eval_every=steps_per_epoch,
                          checkpoint_every=10 * steps_per_epoch)
-  return auxilearn_taskgen_cifar10.apply_variant(c, variant)
+  return common.taskgen_variant(c, variant)

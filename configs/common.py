@@ -256,3 +256,22 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
                 "weight_decay": 0.0, "num_steps": finetune_steps},
       "train": {"eval_every": 50, "patience": 10, "checkpoint_every": 1_000}})
   return c
+
+
+# AuxiLearn task generation: a learned labeler, a fixed random one, the main task alone.
+TASKGEN_VARIANTS = ("learned", "fixed", STL)
+
+
+def taskgen_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """Sets the method of a task-generation ``variant`` (one of `TASKGEN_VARIANTS`):
+  ``fixed`` keeps the random labeler (``method.kwargs.learn_labeler=False``), ``stl``
+  trains the main task alone."""
+  variant = variant or "learned"
+  if variant not in TASKGEN_VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; expected one of {TASKGEN_VARIANTS}")
+  c.variant = variant
+  if variant == STL:
+    c.method = method(STL)
+  else:
+    c.method.kwargs.learn_labeler = variant == "learned"
+  return c

@@ -32,6 +32,9 @@ BATCH = 32
 STEPS_PER_EPOCH = MAIN_TRAIN_IMAGES // BATCH  # 74 (drop-last; the original: 75)
 
 
+# The compare launcher's default rows (`experiments.compare --variants` overrides).
+VARIANTS = ("stl", "equal", "gcs", "auxl", "maoal")  # the MAOAL paper's table
+
 def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = common.base()
   c.data = common.data("cifar100_20", batch_size=BATCH, dev_batch_size=100,

@@ -24,6 +24,9 @@ import ml_collections
 from configs import common
 
 
+# The compare launcher's default rows (`experiments.compare --variants` overrides).
+VARIANTS = ("stl", "equal", "gcs", "auxl", "maoal")  # the README table
+
 def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = common.base()
   c.data = common.data("digits", batch_size=32, dev_batch_size=50, crop_pad=1)

@@ -30,6 +30,9 @@ EPOCHS = 300
 BATCH = 64
 
 
+# The compare launcher's default rows (`experiments.compare --variants` overrides).
+VARIANTS = ("stl", "unif", "gcs", "olaux", "gradnorm", "pcgrad", "cagrad", "slgrad")
+
 def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   method = method or "slgrad"
   c = common.base()

@@ -1,0 +1,39 @@
+"""Every experiment config: its VARIANTS build, it shares sections only through
+configs/common.py, and it validates against the registries it names."""
+
+import ast
+import glob
+import os
+
+import pytest
+
+from aux_jax import methods
+from aux_jax.train import runner
+from experiments.report import load_config_module
+
+CONFIGS = sorted(p for p in glob.glob(os.path.join(
+    os.path.dirname(__file__), "..", "configs", "*.py"))
+    if os.path.basename(p) not in ("common.py", "__init__.py"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_variants_build_and_only_common_is_imported(path):
+  with open(path) as f:
+    tree = ast.parse(f.read())
+  imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+              and n.module == "configs" for a in n.names}
+  imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+               and (n.module or "").startswith("configs.")}
+  assert imported <= {"common"}, imported
+  module = load_config_module(path)
+  assert module.VARIANTS, "the compare launcher's default rows"
+  for variant in module.VARIANTS:
+    c = module.get_config(variant)
+    assert c.runner in runner.RUNNERS
+    if c.runner == "train":
+      assert c.method.name in methods.METHODS
+  try:  # a named-variant config rejects an unknown one; a method-named config defers
+    c = module.get_config("no_such_variant")  # to the method registry (launcher tests)
+  except ValueError:
+    return
+  assert c.method.name == "no_such_variant"

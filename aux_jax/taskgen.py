@@ -72,24 +72,6 @@ def masked_softmax(logits: jax.Array, main_labels: jax.Array, num_subclasses: in
   return (onehot[:, :, None] * probs[:, None, :]).reshape(b, ck)
 
 
-def generated_label_loss(aux_logits: jax.Array, soft_labels: jax.Array) -> jax.Array:
-  """Per-sample soft cross-entropy −Σ_i q_i log softmax(a)_i.
-
-  Args:
-    aux_logits: f32[B, C*k], the primary network's auxiliary-head logits a.
-    soft_labels: f32[B, C*k], the labeler's distributions q (`masked_softmax`).
-
-  Returns:
-    f32[B]. Differentiable in both arguments: in θ through ``aux_logits`` and in the
-    labeler's φ through ``soft_labels``.
-  """
-  if aux_logits.shape != soft_labels.shape or aux_logits.ndim != 2:
-    raise ValueError(
-        "aux_logits and soft_labels must both be f32[B, C*k]; got "
-        f"{aux_logits.shape} and {soft_labels.shape}")
-  return -jnp.sum(soft_labels * jax.nn.log_softmax(aux_logits, axis=-1), axis=-1)
-
-
 class Labeler(nn.Module):
   """Labeler network g_φ: image + main label → distribution over the C·k aux classes.
 

@@ -2,7 +2,7 @@
 
 Main task: 10-way digits from 100 labelled images; auxiliary tasks with their own images:
 digits (helpful), parity and digit ≥ 5 (helpful, coarser), random labels (harmful).
-See `aux_jax.data.digits`. Runs in about two minutes on a 2-core CPU.
+See `aux_jax.data.digits`. Runs in under a minute on a 2-core CPU.
 
     python -m experiments.train --config=configs/maoal_digits.py --workdir=workdirs/digits
     python -m experiments.train --config=configs/maoal_digits.py:gcs --workdir=...

@@ -180,6 +180,35 @@ def auxl_baseline(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all",
   return c
 
 
+def maoal_variants(c: ml_collections.ConfigDict, method: str, *,
+                   convergent_step: float) -> ml_collections.ConfigDict:
+  """The MAOAL experiments' own variants, after ``c.method`` and ``c.hyper`` are set:
+  ``maoal_convergent`` (`maoal_convergent` with α = ``convergent_step``) and AuxL as
+  MAOAL's code runs it (`auxl_baseline` over the shared parameters, φ decay 5e-4)."""
+  if method == "maoal_convergent":
+    maoal_convergent(c, step=convergent_step)
+  if c.method.name == "auxl":
+    auxl_baseline(c, hyper_wrt="shared", weight_decay=5e-4)
+  return c
+
+
+def slgrad_image_methods(c: ml_collections.ConfigDict, name: str, *,
+                         num_steps: int) -> ml_collections.ConfigDict:
+  """The ``method`` (``name``), ``optim`` and ``hyper`` sections of SLGrad's image
+  experiments (CIFAR-10 one-vs-rest, Multi-MNIST; a MultiLeNet): SGD 1e-2 with
+  momentum 0.9, the baselines as SLGrad runs them (`slgrad_baselines`), GradNorm on
+  the dense layer, AuxL as in the MAOAL paper."""
+  c.method = method(name, partition="module_wise" if name == "maoal" else "global")
+  if name == "gradnorm":
+    c.method.kwargs = ml_collections.ConfigDict({"layer": r"^dense/"})
+  c.optim = optim("sgd", lr=1e-2, momentum=0.9, num_steps=num_steps)
+  slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
+  c.hyper = hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
+  if name == "auxl":
+    auxl_baseline(c)
+  return c
+
+
 def slgrad_baselines(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The gradient baselines as SLGrad's experiments run them (vub-dl/SLGrad @ e5ea387):
   CAGrad with c (its ``alpha``) = 1 and the ÷(1 + c²) rescale

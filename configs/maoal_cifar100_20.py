@@ -53,10 +53,7 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   # original does, and counted (hypergrad_diverged).
   c.hyper = common.hyper(interval=10, step=1.0, optimizer="adam", lr=0.01,
                          weight_decay=5e-4, on_diverged="apply")
-  if method == "maoal_convergent":
-    common.maoal_convergent(c, step=0.01)
-  if c.method.name == "auxl":  # MAOAL's AuxL: IFT over the shared params, φ decay 5e-4
-    common.auxl_baseline(c, hyper_wrt="shared", weight_decay=5e-4)
+  common.maoal_variants(c, method, convergent_step=0.01)
   if c.method.name == "gradnorm":
     # GradNorm balances gradient norms at the last shared layer.
     c.method.kwargs = ml_collections.ConfigDict({"layer": r"^stage4/block1/conv2/"})

@@ -39,10 +39,7 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   # the series converges on this model; our harness skips a diverged series.
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01,
                          weight_decay=5e-4, on_diverged="skip")
-  if method == "maoal_convergent":
-    common.maoal_convergent(c, step=0.1)
-  if c.method.name == "auxl":  # MAOAL's AuxL: IFT over the shared params, φ decay 5e-4
-    common.auxl_baseline(c, hyper_wrt="shared", weight_decay=5e-4)
+  common.maoal_variants(c, method, convergent_step=0.1)
   c.train = common.train(log_every=50, eval_every=100, checkpoint_every=500,
                          track_test_max=True)
   return c

@@ -40,14 +40,6 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
       max_shift=2,                  # right digit 4..8 px down-right of the left one
       dev_fraction=5_000 / 60_000, max_train=TRAIN_IMAGES, seed=0)
   c.model = common.model("multi_lenet")
-  c.method = common.method(method, partition="module_wise" if method == "maoal" else "global")
-  if method == "gradnorm":
-    c.method.kwargs = ml_collections.ConfigDict({"layer": r"^dense/"})
-  c.optim = common.optim("sgd", lr=1e-2, momentum=0.9,
-                         num_steps=EPOCHS * TRAIN_IMAGES // BATCH)
-  common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
-  c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
-  if method == "auxl":
-    common.auxl_baseline(c)
+  common.slgrad_image_methods(c, method, num_steps=EPOCHS * TRAIN_IMAGES // BATCH)
   c.train = common.train(log_every=100, eval_every=500, checkpoint_every=2000)
   return c

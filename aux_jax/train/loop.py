@@ -340,9 +340,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   start, t0 = int(loop.state.step), time.time()
   pending: list[dict] = []
+  stale = int(loop.stale)  # a host copy: reading the device value would sync every step
   with open(metrics_path if lead else os.devnull, "a") as mfile:
     for step in range(start, num_steps):
-      if patience and int(loop.stale) >= patience:  # also when resuming a stopped run
+      if patience and stale >= patience:  # also when resuming a stopped run
         break
       state, metrics = exp.lower_step(loop.state)
       if exp.upper_step is not None and (step + 1) % exp.upper_every == 0:
@@ -372,20 +373,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                  test_max_step=jnp.int32(done))
         pending.append(record)
         if dev[dev_key] > float(loop.best_dev):
+          stale = 0
           loop = sharding.replicate(loop._replace(
               best=jax.tree.map(jnp.copy, exp.model(state)),
               best_dev=jnp.float32(dev[dev_key]), best_step=jnp.int32(done),
               stale=jnp.zeros((), jnp.int32)), exp.mesh)
           _failpoint("after_best", done, workdir)
         else:
-          loop = loop._replace(stale=loop.stale + 1)
+          stale += 1
+          loop = loop._replace(stale=jnp.int32(stale))
         rate = (done - start) / max(time.time() - t0, 1e-9)
         loss = next((f"{k} {record[k]:.4f}  " for k in ("loss_main", "loss")
                      if isinstance(record.get(k), float)), "")
         progress(f"[{exp.name}] step {done}/{num_steps}  {loss}{dev_key} "
                  f"{dev[dev_key]:.4f}  best {float(loop.best_dev):.4f}  "
                  f"{rate:.1f} steps/s")
-      stop = bool(patience) and int(loop.stale) >= patience
+      stop = bool(patience) and stale >= patience
       if stop:
         progress(f"early stop at step {done}: no {dev_key} improvement in "
                  f"{patience} evaluations")

@@ -217,11 +217,11 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     return sharding.replicate(state._replace(opt_state=opt_state), mesh)
 
   def finish(workdir: str, records: list, summary: dict) -> None:
-    del summary
-    plots.weights_heatmap(records, os.path.join(workdir, "weights.png"),
-                          task_names=problem.task_names[1:],
-                          module_names=partition.module_names,
-                          title=f"{method.name}: learned auxiliary weights")
+    plots.weights_over_training(
+        records, os.path.join(workdir, "weights.png"),
+        task_names=problem.task_names[1:], module_names=partition.module_names,
+        title=f"{method.name}: auxiliary weights over training",
+        best_step=summary.get("best_step"))
 
   return Experiment(
       name=method.name, select=problem.select, init=init, lower_step=lower_step,

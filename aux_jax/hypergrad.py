@@ -69,6 +69,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+import numpy as np
 import optax
 
 PyTree = Any
@@ -529,9 +530,8 @@ def implicit_hypergradient(
 # The decorator form.
 
 
-def _negate(tree: PyTree) -> PyTree:
-  """−tree; float0 leaves (cotangents of integer inputs) are left as they are."""
-  return jax.tree.map(lambda x: x if x.dtype == jax.dtypes.float0 else -x, tree)
+def _is_float(x) -> bool:
+  return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
 
 def custom_root(
@@ -578,8 +578,12 @@ def custom_root(
 
   Returns:
     A decorator: ``custom_root(F, ...)(inner)`` has ``inner``'s signature and output.
-    It works under ``jax.jit`` and ``jax.vmap`` and on pytrees; ``args`` must be
-    pytrees of arrays (close over anything else).
+    It works under ``jax.jit`` and ``jax.vmap`` and on pytrees. ``args`` are pytrees
+    of arrays; their float leaves are differentiated, integer and boolean leaves get
+    zero (float0) cotangents. A value to differentiate must be an argument: ``inner``
+    and ``F`` may close over constants, and over traced values (under ``jit`` or
+    ``vmap``) that are not differentiated; ``jax.grad`` with respect to a closed-over
+    value raises JAX's UnexpectedTracerError (as with jaxopt).
   """
   kwargs = dict(solver_kwargs or {})
   if ridge:
@@ -596,18 +600,32 @@ def custom_root(
         return inner(init_theta, *args, **dict(zip(keys, kwvals)))
 
       def fwd(init_theta, args, kwvals):
-        out = root(init_theta, args, kwvals)
+        out = inner(init_theta, *args, **dict(zip(keys, kwvals)))
         return out, (out[0] if has_aux else out, args, kwvals)
 
       def bwd(res, cotangent):
         sol, args, kwvals = res
         if has_aux:
           cotangent = cotangent[0]
-        g = lambda theta, a: optimality_fn(theta, *a[0], **dict(zip(keys, a[1])))
-        transpose_jacobian, dg_dargs_t = _linearize(g, sol, (args, kwvals), symmetric)
+        # Differentiate the float leaves of (args, kwargs); the others (integers,
+        # booleans) are held fixed and get float0 zeros, as jax.vjp gives them.
+        leaves, treedef = jax.tree.flatten((args, kwvals))
+        is_float = [_is_float(x) for x in leaves]
+
+        def g(theta, floats):
+          it = iter(floats)
+          a, kv = jax.tree.unflatten(
+              treedef, [next(it) if f else x for x, f in zip(leaves, is_float)])
+          return optimality_fn(theta, *a, **dict(zip(keys, kv)))
+
+        floats = [x for x, f in zip(leaves, is_float) if f]
+        transpose_jacobian, dg_dargs_t = _linearize(g, sol, floats, symmetric)
         u, _ = solve_transposed(transpose_jacobian, cotangent, solver=solver,
                                 symmetric=symmetric, solver_kwargs=kwargs)
-        d_args, d_kwvals = _negate(dg_dargs_t(u))
+        d_floats = iter(optax.tree.scale(-1.0, dg_dargs_t(u)))
+        d_leaves = [next(d_floats) if f else np.zeros(np.shape(x), jax.dtypes.float0)
+                    for x, f in zip(leaves, is_float)]
+        d_args, d_kwvals = jax.tree.unflatten(treedef, d_leaves)
         return None, d_args, d_kwvals
 
       root.defvjp(fwd, bwd)

@@ -131,6 +131,29 @@ def test_custom_root_data_gradient_matches_closed_form():
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_custom_root_integer_arguments_and_closures_under_jit(symmetric):
+  """An integer argument (the iteration count) gets a float0 cotangent; data closed
+  over under jit (not differentiated) is fine."""
+  with jax.enable_x64(True):
+    x, y, xv, yv, phi = map(jnp.asarray, _ridge_data())
+
+    @jax.jit
+    def hypergradient(f, x, y):
+      opt = lambda t, f, n: jax.grad(_inner_objective)(t, f, x, y)
+      lr = 1.0 / (jnp.linalg.eigvalsh(x.T @ x / N).max() + jnp.exp(f).max())
+
+      @custom_root(opt, symmetric=symmetric, solver_kwargs={"tol": 1e-12})
+      def descend(t, f, n):  # plain gradient descent, n steps
+        return jax.lax.fori_loop(0, n, lambda _, t: t - lr * opt(t, f, n), t)
+
+      return jax.grad(lambda f: _outer(descend(jnp.zeros(D), f, 3000), f, xv, yv))(f)
+
+    np.testing.assert_allclose(hypergradient(phi, x, y),
+                               _closed_form_hypergradient(phi, x, y, xv, yv),
+                               rtol=1e-6, atol=1e-9)
+
+
 def test_custom_root_equals_jaxopt():
   implicit_diff = pytest.importorskip("jaxopt.implicit_diff")
   linear_solve = pytest.importorskip("jaxopt.linear_solve")

@@ -4,6 +4,7 @@ dense NumPy: `custom_root` (an inner solver JAX cannot differentiate), the direc
 ``step="auto"``; jaxopt's ``custom_root`` as an oracle where it is installed."""
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -158,7 +159,9 @@ def _jaxopt():
   """jaxopt (the test extra's oracle), or a skip: it is unmaintained, so a later JAX
   may break its import with any error, not only ImportError."""
   try:
-    from jaxopt import implicit_diff, linear_solve
+    with warnings.catch_warnings():  # "JAXopt is no longer maintained"
+      warnings.simplefilter("ignore", DeprecationWarning)
+      from jaxopt import implicit_diff, linear_solve
   except Exception as e:  # pylint: disable=broad-except
     pytest.skip(f"jaxopt does not import: {type(e).__name__}: {e}")
   return implicit_diff, linear_solve

@@ -95,21 +95,26 @@ def optim(name: str = "sgd", *, lr: float, num_steps: int, momentum: float = 0.9
 
 
 def solver_kwargs(*, steps: int = 3, step: float = 1e-4, scale_by_step: bool = False,
-                  unroll: bool = False, maxiter: int = 50,
-                  tol: float = 1e-5) -> ml_collections.ConfigDict:
+                  unroll: bool = False, auto_step: bool = False,
+                  power_iterations: int = 10, maxiter: int = 50, tol: float = 1e-5,
+                  ridge: float = 0.0) -> ml_collections.ConfigDict:
   """``hyper.solver_kwargs``: each solver's own keyword arguments.
 
   ``neumann`` (`aux_jax.hypergrad.neumann`): ``steps`` terms after the first, step α,
   and whether the sum is multiplied by α (False: the original AuxiLearn/MAOAL
   convention), and ``unroll`` (the loop unrolled: same result, longer compilation, ~10×
-  faster upper steps on a CPU). ``cg`` (`aux_jax.hypergrad.conjugate_gradient`): ``maxiter``, ``tol``.
-  ``exact``: none.
+  faster upper steps on a CPU); ``auto_step=True`` replaces ``step`` by ``"auto"`` (α =
+  1/ρ̂, ρ̂ from ``power_iterations`` products; `aux_jax.train.optimizers.solver_kwargs`
+  translates it: a config field cannot hold both a number and a string). ``cg``
+  (`aux_jax.hypergrad.conjugate_gradient`): ``maxiter``, ``tol``. ``exact``: none.
+  Every solver: ``ridge`` λ, solving (Jᵀ + λI)p = v₀ (0: undamped).
   """
   return ml_collections.ConfigDict({
       "neumann": {"steps": steps, "step": step, "scale_by_step": scale_by_step,
-                  "unroll": unroll},
-      "cg": {"maxiter": maxiter, "tol": tol},
-      "exact": {}})
+                  "unroll": unroll, "auto_step": auto_step,
+                  "power_iterations": power_iterations, "ridge": ridge},
+      "cg": {"maxiter": maxiter, "tol": tol, "ridge": ridge},
+      "exact": {"ridge": ridge}})
 
 
 def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,

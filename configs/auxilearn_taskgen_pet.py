@@ -17,6 +17,14 @@ held-out set. Remaining differences (docs/fidelity.md): a small conv labeler (th
 original: a second ResNet-18) and pad-and-crop at 224 px (the original: resize 256,
 random crop 224).
 
+As the original (docs/fidelity.md, "AuxiLearn — task generation, Oxford-IIIT Pet",
+rows "upper-step batches" and "init"): the meta-validation batch augmented like
+training batches (``data.augment_dev``), its loss in train-mode BatchNorm with the
+running statistics then updated (``hyper.dev_bn="train"``), the hypergradient's
+training term on a fresh batch (``hyper.train_term="fresh"``); PyTorch's default
+initialisation of the heads (``model.head_init``) and torchvision's of the ResNet
+(He-normal fan-out convolutions, the module's own: ``model.init="flax"``).
+
 Prepare the data once (needs TensorFlow, only for preparing):
 
     pip install -e '.[prepare]' && python -m aux_jax.data.prepare oxford_iiit_pet
@@ -49,18 +57,23 @@ def get_config(variant: str = "learned") -> ml_collections.ConfigDict:
   c.data = common.data("oxford_pet", batch_size=BATCH, dev_batch_size=9, augment=True,
                        crop_pad=IMAGE_SIZE // 8, data_dir=None, dev_fraction=0.3,
                        seed=0, max_train=None, per_class=PER_CLASS, meta_size=9,
-                       image_size=IMAGE_SIZE)
+                       image_size=IMAGE_SIZE,
+                       augment_dev=True)   # the meta set is a subset of the augmented set
   c.data.subclass_task = 5              # k sub-classes per main class
   c.data.focal_gamma = 2.0              # focal losses on main and auxiliary heads
-  c.model = common.model("resnet18_cifar", width=64, stem="imagenet")
+  c.model = common.model("resnet18_cifar", width=64, stem="imagenet",
+                         head_init="torch_default")   # nn.Linear heads
   c.method = common.method("taskgen", aux_weight=1.0, learn_labeler=True,
                            labeler_features=(32, 64, 128, 256),
                            combiner="linear_skip", aux_scale=0.25,
                            hyper_wrt="main_head")   # the IFT leaves the aux head out
   c.optim = common.optim("sgd", lr=1e-3, momentum=0.9, weight_decay=5e-3,
                          schedule="cosine", num_steps=EPOCHS * (TRAIN_IMAGES // BATCH))
+  # The original's hyperstep: train-mode forwards of the meta batch, then of a fresh
+  # training batch (A:experiments/oxford_pet/trainer.py:237-266).
   c.hyper = common.hyper(interval=30, step=1e-3, optimizer="sgd", lr=1e-3, momentum=0.9,
-                         weight_decay=5e-3, max_norm=50.0, on_diverged="apply")
+                         weight_decay=5e-3, max_norm=50.0, on_diverged="apply",
+                         dev_bn="train", train_term="fresh")
   c.hyper.include_weight_decay = False  # the original: G = ∇_θ L_T only
   steps_per_epoch = TRAIN_IMAGES // BATCH
   c.train = common.train(log_every=steps_per_epoch, eval_every=steps_per_epoch,

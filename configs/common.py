@@ -204,13 +204,49 @@ def auxl_baseline(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all",
   return c
 
 
+# MAOAL's upper-level estimators, compared side by side as variants ``maoal_<name>``
+# of the MAOAL configs (`maoal_variants`): name -> what it sets on ``hyper``.
+MAOAL_ESTIMATORS = {
+    # The MAOAL paper's: 3 Neumann terms at α = 1, no α prefactor, applied (clipped)
+    # even when the series grows.
+    "original": "neumann, steps 3, α 1, no prefactor, on_diverged apply",
+    # The library's recommended series (`maoal_convergent`).
+    "convergent": "neumann, steps 3, α = convergent_step, α prefactor, diverged skipped",
+    # α = 1/ρ̂ from power iterations on Jᵀ (`aux_jax.hypergrad`, step="auto").
+    "auto": "neumann, steps 3, α = 1/ρ̂ (auto_step), α prefactor, diverged skipped",
+    # A longer, damped series: (Jᵀ + λI)p = v₀ with λ = 1, 10 terms.
+    "ridge": "neumann, steps 10, α = convergent_step, α prefactor, ridge 1, diverged skipped",
+}
+
+
+def maoal_estimator(c: ml_collections.ConfigDict, name: str, *,
+                    convergent_step: float) -> ml_collections.ConfigDict:
+  """Sets MAOAL's upper-level estimator ``name`` (a key of `MAOAL_ESTIMATORS`)."""
+  if name not in MAOAL_ESTIMATORS:
+    raise ValueError(f"unknown MAOAL estimator {name!r}; known: {tuple(MAOAL_ESTIMATORS)}")
+  c.method.name = "maoal"
+  neumann = c.hyper.solver_kwargs.neumann
+  c.hyper.solver = "neumann"
+  if name == "original":
+    neumann.steps, neumann.step, neumann.scale_by_step = 3, 1.0, False
+    c.hyper.on_diverged = "apply"
+    return c
+  maoal_convergent(c, step=convergent_step)
+  if name == "auto":
+    neumann.auto_step = True
+  elif name == "ridge":
+    neumann.steps, neumann.ridge = 10, 1.0
+  return c
+
+
 def maoal_variants(c: ml_collections.ConfigDict, method: str, *,
                    convergent_step: float) -> ml_collections.ConfigDict:
   """The MAOAL experiments' own variants, after ``c.method`` and ``c.hyper`` are set:
-  ``maoal_convergent`` (`maoal_convergent` with α = ``convergent_step``) and AuxL as
-  MAOAL's code runs it (`auxl_baseline` over the shared parameters, φ decay 5e-4)."""
-  if method == "maoal_convergent":
-    maoal_convergent(c, step=convergent_step)
+  ``maoal_<estimator>`` (`maoal_estimator`, e.g. ``maoal_convergent`` with α =
+  ``convergent_step``, ``maoal_original``) and AuxL as MAOAL's code runs it
+  (`auxl_baseline` over the shared parameters, φ decay 5e-4)."""
+  if method.startswith("maoal_"):
+    maoal_estimator(c, method[len("maoal_"):], convergent_step=convergent_step)
   if c.method.name == "auxl":
     auxl_baseline(c, hyper_wrt="shared", weight_decay=5e-4)
   return c

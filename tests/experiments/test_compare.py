@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import compare as C
+from experiments.report import load_config_module
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 TOY = os.path.join(ROOT, "configs", "slgrad_toy.py")
@@ -38,6 +39,30 @@ def test_accuracy_table_mean_sample_std_ci_and_dev():
   assert lines[2] == (f"| stl | 91.00 ± {s:.2f} | {12.7062 * s / np.sqrt(2):.2f} | "
                       f"82.00 ± {np.std([80.0, 84.0], ddof=1):.2f} | 2 | 12 |")
   assert lines[3].startswith("| maoal | 95.50 ± ")
+  # The best mean dev score names the selection (maoal: dev 90 > 82).
+  assert lines[-1].endswith(": maoal")
+
+
+def test_named_grid_of_variants():
+  module = load_config_module(os.path.join(ROOT, "configs", "aang_citation_intent.py"))
+  assert C.resolve_variants(module, ["@META_GRID"]) == list(module.META_GRID)
+  assert C.resolve_variants(module, None) == list(module.VARIANTS)
+  assert C.resolve_variants(module, ["aang", "stl"]) == ["aang", "stl"]
+  with pytest.raises(ValueError, match="no tuple NOPE"):
+    C.resolve_variants(module, ["@NOPE"])
+
+
+def test_grid_selection_is_on_dev_never_test():
+  """Variant b has the better test score, a the better dev score: a is selected; for a
+  lower-is-better metric the lower dev value wins."""
+  runs = [{"variant": v, "seed": 0, "select": "macro_f1", "test_macro_f1": t,
+           "best_dev_macro_f1": d, "wall_seconds": 1.0}
+          for v, t, d in (("a", 0.5, 0.7), ("b", 0.9, 0.6))]
+  assert C.summarize(runs)["best_on_dev"] == "a"
+  runs = [{"variant": v, "seed": 0, "select": "neg_mse", "test_mse": t,
+           "best_dev_neg_mse": -d, "wall_seconds": 1.0}
+          for v, t, d in (("a", 0.5, 0.1), ("b", 0.1, 0.2))]
+  assert C.summarize(runs)["best_on_dev"] == "a"
 
 
 def test_lower_is_better_metric_from_neg_select():

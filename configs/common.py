@@ -249,7 +249,8 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
   1e-5 (algos.py lines 113-115), and early stopping with the best-monitor-loss model
   after 10 evaluations without a lower monitor loss (lines 508-548; ``train.select =
   "neg_loss"``, ``train.patience``); basis k = 10 from ``batch`` (64) main-task
-  examples, rebuilt every 10 steps, g* from 32 (``lowrank_nsamples``); the body gets
+  examples, rebuilt every 10 steps, g* from 32 others drawn independently
+  (``lowrank_nsamples``, ``main_draw="independent"``); the body gets
   the decomposed auxiliary gradient only (``body = "aux_only"``, the original's
   default run; ``"multitask"`` adds the main gradient with weights w/(1+w)).
   The original evaluates once per epoch; here every ``train.eval_every`` steps.
@@ -266,6 +267,7 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
         "num_basis": 10,      # k
         "nsamples": batch,    # main-task examples of the range finder (pca_nsamples)
         "main_samples": 32,   # main-task examples of g* (lowrank_nsamples)
+        "main_draw": "independent",  # g*'s examples drawn apart from the basis's
         "pca_every": 10,      # steps between basis rebuilds
         "power_iters": 0,     # randomized subspace iterations (0: the original)
         "lambdas": lambdas,   # (λ⊥, λ+, λ−), the original's proj_lambda

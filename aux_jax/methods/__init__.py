@@ -52,7 +52,7 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       num_iterations, rescale; ``gradnorm``: alpha, lr, layer, min_weight; ``olaux``:
       every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``: scale;
       ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
-      primary_weight, main_samples; ``taskgen``: aux_weight, learn_labeler,
+      primary_weight, main_samples, main_draw; ``taskgen``: aux_weight, learn_labeler,
       labeler_features, combiner, aux_scale. ``pcgrad`` takes none (a TypeError on
       any); ``stl``/``equal``/``unif``/``gcs`` ignore them.
 

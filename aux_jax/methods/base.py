@@ -60,6 +60,11 @@ class LossFns(NamedTuple):
   ``per_task_grads``: how `per_task_grads` gets per-task gradients (``"auto"``,
   ``"vmap"``, ``"map"``, ``"vjp"``; config ``method.per_task_grads``).
 
+  ``main_fresh`` is optional: ``main_fresh(params, n) -> (f32[n] losses, model_state)``
+  is the main task's per-sample losses on ``n`` (static) training examples drawn
+  independently of the step's batch (their own sampler stream; train mode), for a
+  gradient that must not reuse the batch's examples (ATTITTUD's g*).
+
   ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
   losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
   auxiliary network combines (`per_sample` is their mean over valid pixels).
@@ -74,6 +79,7 @@ class LossFns(NamedTuple):
   one_task: Optional[Callable[[PyTree, Any], tuple[jax.Array, PyTree]]] = None
   scaled: Optional[Callable[[PyTree, dict], tuple[jax.Array, PyTree]]] = None
   per_task_grads: str = "auto"
+  main_fresh: Optional[Callable[[PyTree, int], tuple[jax.Array, PyTree]]] = None
 
 
 class TaskSpec(NamedTuple):

@@ -35,6 +35,18 @@ from aux_jax.models.multitask import multitask_features, single_features
 PyTree = Any
 
 
+# Tag of the main task's independent sampler stream (`fresh_main_indices`): folded into
+# the data key, where the step's batches fold task ids 0..T-1.
+_FRESH = 0x6D61696E
+
+
+def fresh_main_indices(keys, step, count, n: int, n_max: int) -> jax.Array:
+  """Rows i32[n] of the main task drawn independently of the step's batch: epochs of
+  permutations (`sampler.pool_batch_indices`) on a stream of their own."""
+  return sampler.pool_batch_indices(jax.random.fold_in(keys.data, _FRESH), step, count,
+                                    n, n_max)
+
+
 class Keys(NamedTuple):
   """The experiment's PRNG keys, all split from the config's seed."""
 
@@ -177,10 +189,23 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
       return jnp.mean(task_losses.masked_cross_entropy(logits, dlabels, num_classes[0]))
 
+    def main_fresh(params, n: int):  # n main examples of their own stream
+      fidx = fresh_main_indices(keys, step, counts[0], n, n_max)
+      fx, fy = train_x[0][fidx], train_y[0][fidx]
+      if sharding.divides(mesh, n):
+        fx, fy = sharding.shard_batch((fx, fy), mesh)
+      fx = augment_then_preprocess(
+          data, fx, jax.random.fold_in(jax.random.fold_in(keys.step, step), _FRESH),
+          cfg.data.augment, cfg.data.crop_pad, dtype)
+      feats, new_stats = single_features(
+          backbone, _variables(params, batch_stats), fx, train=True)
+      logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
+      return task_losses.masked_cross_entropy(logits, fy, num_classes[0]), new_stats
+
     return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, one_task=one_task,
                    scaled=lambda params, scales: per_sample(params, layer_scales=scales),
                    per_task_grads=per_task_mode, inputs=images,
-                   targets=labels)
+                   targets=labels, main_fresh=main_fresh)
 
   eval_batch = _eval_batch(cfg, mesh)
 

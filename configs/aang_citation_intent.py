@@ -120,8 +120,10 @@ def get_config(variant: str = "aang") -> ml_collections.ConfigDict:
                          schedule="warmup_linear", clip_norm=1.0, head_lr=2e-3,
                          head_weight_decay=0.1, b1=0.9, b2=0.98, eps=1e-6,
                          warmup_frac=0.06, warmup_max=700)
+  # Ties: the latest of equal dev scores is kept and resets patience (the original's
+  # ">= max", AA:406, modelling.py:823; its stop "max of the last N < max", AA:414-417).
   c.train = common.train(log_every=10, eval_every=50, checkpoint_every=50, patience=6,
-                         select="macro_f1")
+                         select="macro_f1", select_ties="last")
   # Final fine-tuning (scripts/autoaux.py:433-484): body + primary head, AdamW 1e-6
   # (no schedule), dev every ~epoch, patience 3; kept only if dev improves.
   c.finetune = ml_collections.ConfigDict({

@@ -77,5 +77,6 @@ def get_config(variant: str = "nonlinear") -> ml_collections.ConfigDict:
   # Selection on the original's mIoU (per image, over the classes present, averaged
   # over images); the dataset-wide confusion-matrix mIoU is reported as miou_dataset.
   c.train = common.train(select="miou_per_image", log_every=50, eval_every=EPOCH,
-                         checkpoint_every=10 * EPOCH)
+                         checkpoint_every=10 * EPOCH,
+                         select_ties="last")  # the original's >= (trainer.py:291)
   return c

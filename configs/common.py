@@ -133,8 +133,8 @@ def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
 
 def train(*, log_every: int, eval_every: int, checkpoint_every: int,
           keep_checkpoints: int = 2, select: str = "", patience: int = 0,
-          init_from: str = "", track_test_max: bool = False
-          ) -> ml_collections.ConfigDict:
+          init_from: str = "", track_test_max: bool = False,
+          select_ties: str = "first") -> ml_collections.ConfigDict:
   """The ``train`` section (`aux_jax.train.loop`).
 
   ``select``: the dev metric for model selection, higher is better ("" = the
@@ -143,13 +143,14 @@ def train(*, log_every: int, eval_every: int, checkpoint_every: int,
   run's workdir whose best-on-dev model initialises this one; ``track_test_max``:
   also evaluate test at every evaluation and report the maximum as
   ``test_<select>_max_over_epochs`` (MAOAL's reported figure, an oracle: logged only,
-  never used for selection).
+  never used for selection); ``select_ties``: "first" keeps the earliest of equal dev
+  scores, "last" the latest (AuxiLearn's ``>=``).
   """
   return ml_collections.ConfigDict({
       "log_every": log_every, "eval_every": eval_every,
       "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,
       "select": select, "patience": patience, "init_from": init_from,
-      "track_test_max": track_test_max})
+      "track_test_max": track_test_max, "select_ties": select_ties})
 
 
 def maoal_convergent(c: ml_collections.ConfigDict, step: float

@@ -260,6 +260,16 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   # Focal training and dev losses for classification kinds (AuxiLearn's task
   # generation: γ = 2); evaluation reports the plain cross-entropy.
   gamma = float(cfg.data.get("focal_gamma", 0.0))
+  # Dense losses: "ours" or AuxiLearn's "original" arithmetic (aux_jax.losses), whose
+  # depth and normal losses are masked by the depth target.
+  convention = cfg.data.get("loss_convention", "ours")
+  if convention not in task_losses.LOSS_CONVENTIONS:
+    raise ValueError(f"data.loss_convention must be one of "
+                     f"{task_losses.LOSS_CONVENTIONS}, got {convention!r}")
+  depth_task = kinds.index("depth") if "depth" in kinds else None
+  if convention == "original" and (depth_task is None or kinds[0] == "normal"):
+    raise ValueError("data.loss_convention='original' needs a depth task (its mask) "
+                     "and a main task other than normals")
   if cfg.data.augment and (data.mean is None or any(k in task_losses.DENSE_KINDS
                                                     for k in kinds)):
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
@@ -289,22 +299,33 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       dx, dy = sharding.shard_batch((dx, dy), mesh)
     dx = data.preprocess(dx, dtype)
 
+    def mask_of(y):  # the depth mask of the "original" convention
+      if convention != "original":
+        return None
+      return task_losses.depth_mask(y[depth_task])
+
     def per_sample(params, targets=None):
       z, new_stats = outputs(params, batch_stats, x, train=True)
       y = ys if targets is None else targets
-      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma)
+      m = mask_of(y)
+      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma,
+                                                    convention, m)
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
       z, new_stats = outputs(params, batch_stats, x, train=True)
-      maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t])
+      m = mask_of(ys)
+      maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t], convention, m)
               for t in range(num_tasks)]
       return (jnp.stack([m for m, _ in maps]), jnp.stack([v for _, v in maps]),
               new_stats)
 
     def dev(params):
       z, _ = outputs(params, batch_stats, dx, train=False)
-      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma))
+      # The main task's convention (segmentation needs no depth mask).
+      return jnp.mean(task_losses.per_sample_loss(
+          kinds[0], z[0], dy, outs[0], gamma,
+          convention if kinds[0] == "segmentation" else "ours"))
 
     return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
                    per_task_grads=per_task_mode, inputs=x, targets=tuple(ys))

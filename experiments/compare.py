@@ -3,7 +3,7 @@
     python -m experiments.compare --config=configs/maoal_digits.py --seeds=3 \
         [--variants=stl,equal,gcs,auxl,maoal] [--workdir=workdirs/compare] [--steps=N]
     python -m experiments.compare --config=configs/slgrad_toy.py --seeds=0,1,2 \
-        --variants=stl,unif,slgrad --config.data.kwargs.main_noise=0.3
+        --variants=stl,unif,slgrad --config.data.kwargs.noise=0.3
     python -m experiments.compare --config=configs/attittud_cifar10.py --seeds=5
     python -m experiments.compare --config=configs/aang_citation_intent.py \
         --config.data_dir=DIR --variants=stl,tapt,static_mt,aang

@@ -15,7 +15,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 TOY = os.path.join(ROOT, "configs", "slgrad_toy.py")
 # A tiny toy problem: 100 examples (60/20/20), 8 inputs, 3 steps.
 TINY = {"data.kwargs.num_samples": 100, "data.kwargs.input_dim": 8,
-        "data.batch_size": 8, "data.dev_batch_size": 8, "data.kwargs.main_noise": 0.2}
+        "data.batch_size": 8, "data.dev_batch_size": 8, "data.kwargs.noise": 0.2}
 
 
 def test_parse_seeds():
@@ -98,7 +98,7 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
     assert tm["select"] == "neg_mse" and tm["test_mse"] == pytest.approx(-tm["test_neg_mse"])
     assert cfg["seed"] == r["seed"] and cfg["optim"]["num_steps"] == 3
     assert cfg["data"]["kwargs"]["num_samples"] == 100   # the overrides reached the run
-    assert cfg["data"]["kwargs"]["main_noise"] == 0.2
+    assert cfg["data"]["kwargs"]["noise"] == 0.2
     assert r["test_mse"] == tm["test_mse"]
   row = payload["summary"]["variants"]["slgrad"]
   mses = [r["test_mse"] for r in runs if r["variant"] == "slgrad"]

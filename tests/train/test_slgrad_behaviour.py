@@ -48,8 +48,9 @@ def _weights(losses, params, direction_key):
 
 def test_slgrad_down_weights_corrupted_main_task_samples():
   c = slgrad_toy.get_config("slgrad")
-  c.data.kwargs.main_noise = 0.3
+  c.data.kwargs.noise = 0.3
   c.data.kwargs.noise_kind = "constant"
+  c.data.kwargs.noise_tasks = "main"   # the behaviour under test: noisy main rows
   # One device: the behaviour, not data parallelism, is under test (and 8 fake CPU
   # devices on a loaded 2-core machine are slow).
   c.mesh = ml_collections.ConfigDict({"num_devices": 1})

@@ -207,6 +207,10 @@ def slgrad_image_methods(c: ml_collections.ConfigDict, name: str, *,
   c.hyper = hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
   if name == "auxl":
     auxl_baseline(c)
+  if name == "slgrad":  # look_ahead: the original's two updates per batch (a defect)
+    c.method.kwargs = ml_collections.ConfigDict(
+        {"scale": "batch", "look_ahead": False,
+         "batch_size": c.data.get_ref("batch_size")})
   return c
 
 
@@ -215,8 +219,12 @@ def slgrad_baselines(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   CAGrad with c (its ``alpha``) = 1 and the ÷(1 + c²) rescale
   (``Examples/run_experiments_toy.py`` lines 108-109, every runner); OL-AUX's weight
   gradient scaled by the model's learning rate ``optim.lr`` (its other defaults are
-  SLGrad's, `aux_jax.methods.adaptive.olaux`). Call after ``c.optim`` is set."""
-  if c.method.name == "cagrad":
+  SLGrad's, `aux_jax.methods.adaptive.olaux`); GCS as SLGrad's code: per-tensor cosines
+  summed (≥ 0) and each shared tensor's update scaled to unit norm
+  (``Dynamic_weighting.py:527-591``). Call after ``c.optim`` is set."""
+  if c.method.name == "gcs":
+    c.method.kwargs = ml_collections.ConfigDict({"per_layer": True, "unit_layers": True})
+  elif c.method.name == "cagrad":
     c.method.kwargs = ml_collections.ConfigDict({"c": 1.0, "rescale": True})
   elif c.method.name == "olaux":
     c.method.kwargs = ml_collections.ConfigDict({"model_lr": c.optim.lr})

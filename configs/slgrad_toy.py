@@ -23,6 +23,11 @@ defaults, η = this lr). Model selection by dev MSE of the main task
 The optional argument after ':' names the method (any of `aux_jax.methods.METHODS`;
 default slgrad): stl | equal | unif | gcs | auxl | maoal | pcgrad | cagrad |
 gradnorm | olaux | slgrad | attittud.
+
+Fidelity rows followed (docs/fidelity.md, SLGrad and gradient-baseline tables): the
+original's noise (−0.5 on every task) and SLGrad's GCS by default; one update per
+batch (``method.kwargs.look_ahead=True``: the original's two); the deliberate
+differences of those tables are this config's defaults.
 """
 
 import ml_collections
@@ -60,7 +65,11 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
   if method == "slgrad":
     # batch: the original's (1/B) Σ W ℓ; sum: B times larger (aux_jax's earlier step).
-    c.method.kwargs = ml_collections.ConfigDict({"scale": "batch"})
+    # look_ahead: the original's two updates per batch (the first with the previous
+    # batch's W; a defect of its disabled restore), off: one update with fresh W.
+    c.method.kwargs = ml_collections.ConfigDict(
+        {"scale": "batch", "look_ahead": False,
+         "batch_size": c.data.get_ref("batch_size")})
   elif method == "attittud":
     # One phase here (no fine-tuning): the original's multitask variant, body
     # ĝ/2 + g*/2, so that the main task also trains the shared layers.

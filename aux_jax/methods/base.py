@@ -119,6 +119,9 @@ class Method(NamedTuple):
       ``"all"`` (over every parameter, as AuxiLearn) or ``"main_head"`` (the backbone
       and the main task's head, the auxiliary heads held fixed, as AuxiLearn's Pet
       task generation).
+    updates_per_batch: optimizer updates the trainer makes on each batch (each with
+      its own ``direction`` call at the updated parameters; 1 for every method but
+      SLGrad's ``look_ahead`` option).
 
   ``direction``'s metrics hold ``"weights"``: the current auxiliary weights to log and
   plot (f32[K] per task, or f32[K, M] task × module).
@@ -131,6 +134,7 @@ class Method(NamedTuple):
   symmetric: bool = False
   projection: Optional[Callable[[PyTree], PyTree]] = None
   hyper_wrt: str = "shared"
+  updates_per_batch: int = 1
 
 
 def mean_task_losses(losses: LossFns):

@@ -19,6 +19,16 @@ With ``focal_gamma`` γ > 0 the two classification kinds use the focal loss (Lin
 ICCV 2017) instead, as AuxiLearn's task-generation code does (γ = 2), with p = softmax
 of the task's logits: ℓ = −(1 − p_y)^γ log(p_y + 1e-12), and for soft targets
 ℓ = −Σ_c q_c (1 − p_c)^γ log(p_c + 1e-12) (`focal_loss`, `soft_focal_loss`).
+
+Dense loss conventions (``convention``; config ``data.loss_convention``): "ours" is
+the table above. "original" is AuxiLearn's NYUv2 arithmetic (AvivNavon/AuxiLearn
+``experiments/nyuv2/trainer.py:66-80``, ``trainer_cnn.py:60-76``), with m_p = [the
+depth target at p ≠ 0] (the depth mask, every task):
+
+    segmentation   per sample: Σ_p ℓ(p)·[y_p ≠ −1] / (H·W)   (all pixels count)
+    depth          per sample: Σ_p |ẑ_p − y_p| m_p / Σ_p m_p  (as ours)
+    normal         map 1 − ⟨n̂_p, y_p⟩ m_p (1 where m_p = 0);
+                   per sample 1 − Σ_p ⟨n̂_p, y_p⟩ m_p / Σ_p m_p
 """
 
 from __future__ import annotations
@@ -89,38 +99,62 @@ def unit_normals(z: jax.Array) -> jax.Array:
   return z * jax.lax.rsqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + _NORMAL_EPS)
 
 
-def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int
+LOSS_CONVENTIONS = ("ours", "original")
+
+
+def depth_mask(depth_target: jax.Array) -> jax.Array:
+  """f32[B, H, W]: 1 where the depth target f32[B, H, W, C] is nonzero (AuxiLearn's
+  ``binary_mask``)."""
+  return jnp.any(depth_target != 0, axis=-1).astype(jnp.float32)
+
+
+def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
+             convention: str = "ours", mask: jax.Array | None = None
              ) -> tuple[jax.Array, jax.Array]:
-  """Per-pixel losses of a dense task and where they are valid.
+  """Per-pixel losses of a dense task and the pixels its per-sample loss averages.
 
   Args:
     kind: one of `DENSE_KINDS`.
     outputs: `f32[B, H, W, C_max]`.
     target: `i32[B, H, W]` (segmentation) or `f32[B, H, W, C]`.
     num_outputs: `C`.
+    convention: "ours" or "original" (module docstring).
+    mask: the depth mask f32[B, H, W] (`depth_mask`), needed by "original" for
+      depth and normals.
 
   Returns:
-    `(f32[B, H, W] losses (0 where invalid), f32[B, H, W] valid mask)`.
+    ``(f32[B, H, W] losses, f32[B, H, W] weights)``; the per-sample loss is
+    Σ losses·weights / Σ weights. "ours": losses 0 where invalid, weights the valid
+    mask. "original": segmentation weights 1 everywhere (ignored pixels carry 0),
+    depth and normals weighted by the depth mask, the normal map 1 outside it.
   """
+  if convention not in LOSS_CONVENTIONS:
+    raise ValueError(f"loss convention must be one of {LOSS_CONVENTIONS}, got "
+                     f"{convention!r}")
   z = outputs[..., :num_outputs].astype(jnp.float32)
+  original = convention == "original"
   if kind == "segmentation":
     valid = target >= 0
     ce = optax.softmax_cross_entropy_with_integer_labels(z, jnp.where(valid, target, 0))
-    return jnp.where(valid, ce, 0.0), valid.astype(jnp.float32)
-  valid = jnp.any(target != 0, axis=-1)
-  if kind == "depth":
-    err = jnp.sum(jnp.abs(z - target), axis=-1)
-  elif kind == "normal":
-    err = 1.0 - jnp.sum(unit_normals(z) * target, axis=-1)
-  else:
+    weights = jnp.ones_like(ce) if original else valid.astype(jnp.float32)
+    return jnp.where(valid, ce, 0.0), weights
+  if kind not in ("depth", "normal"):
     raise ValueError(f"loss_map needs a dense kind {DENSE_KINDS}, got {kind!r}")
-  return jnp.where(valid, err, 0.0), valid.astype(jnp.float32)
+  if original and mask is None:
+    raise ValueError(f"the original loss convention needs the depth mask for {kind}")
+  valid = mask if original else jnp.any(target != 0, axis=-1).astype(jnp.float32)
+  if kind == "depth":
+    return jnp.sum(jnp.abs(z - target), axis=-1) * valid, valid
+  dot = jnp.sum(unit_normals(z) * target, axis=-1)
+  return (1.0 - dot * valid if original else (1.0 - dot) * valid), valid
 
 
 def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
-                    focal_gamma: float = 0.0) -> jax.Array:
+                    focal_gamma: float = 0.0, convention: str = "ours",
+                    mask: jax.Array | None = None) -> jax.Array:
   """`f32[B]`: each sample's loss for a task of ``kind`` (see the module docstring);
-  ``focal_gamma`` > 0: focal losses for the classification kinds."""
+  ``focal_gamma`` > 0: focal losses for the classification kinds; ``convention``,
+  ``mask``: of dense kinds (`loss_map`)."""
   if focal_gamma and kind == "classification":
     return focal_loss(outputs[..., :num_outputs], target, focal_gamma)
   if focal_gamma and kind == "soft_classification":
@@ -134,9 +168,10 @@ def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_output
     z = outputs[..., :num_outputs].astype(jnp.float32)
     return -jnp.sum(target * jax.nn.log_softmax(z, axis=-1), axis=-1)
   if kind in DENSE_KINDS:
-    losses, valid = loss_map(kind, outputs, target, num_outputs)
+    losses, weights = loss_map(kind, outputs, target, num_outputs, convention, mask)
     axes = tuple(range(1, losses.ndim))
-    return jnp.sum(losses, axes) / jnp.maximum(jnp.sum(valid, axes), 1.0)
+    return (jnp.sum(losses * weights, axes)
+            / jnp.maximum(jnp.sum(weights, axes), 1.0))
   raise ValueError(f"unknown task kind {kind!r}")
 
 

@@ -28,6 +28,10 @@ CheXpert command: 1,000 training images per class, Adam 1e-3 / 1e-4 (ATTITTUD), 
 fine-tuning, patience 10, k = 10 from 64 examples every 10 steps, λ = (1, 1, −1));
 images resized to 64 × 64 (TinyImageNet's size), 500 TinyImageNet images per class,
 dev = 10% of each CheXpert class's training images.
+
+Fidelity rows followed (docs/fidelity.md, ATTITTUD table): no augmentation and g* from
+examples independent of the basis's, as the original; the deliberate differences of
+that table are this config's defaults.
 """
 
 import ml_collections
@@ -42,7 +46,9 @@ UNSET = ""  # placeholder: the loader raises a clear error until it is set
 def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
   c = common.base("two_phase")
   c.data = common.data(
-      "image_folders", batch_size=BATCH, dev_batch_size=64, augment=True, crop_pad=4,
+      # No augmentation, as the original (ToTensor + normalise, data/datasets.py:
+      # 269-272, 313-322); augment=True: our random crop (pad 4) + flip.
+      "image_folders", batch_size=BATCH, dev_batch_size=64, augment=False, crop_pad=4,
       primary_dir=UNSET,           # required: the CheXpert class folders
       aux_dir=UNSET,               # required unless primary_only: TinyImageNet
       image_size=64, dev_fraction=0.1,

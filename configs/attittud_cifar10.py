@@ -36,6 +36,10 @@ then
     python -m experiments.train --config=configs/attittud_cifar10.py:attittud_11m1 \\
         --workdir=workdirs/attittud/attittud_11m1
     python -m experiments.attittud_compare --seeds=5     # all variants, mean ± 95% CI
+
+Fidelity rows followed (docs/fidelity.md, ATTITTUD table): no augmentation and g* from
+examples independent of the basis's, as the original; the deliberate differences of
+that table are this config's defaults.
 """
 
 import ml_collections
@@ -50,7 +54,9 @@ def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
   c = common.base("two_phase")
   c.data = common.data(
       "cifar10_fewshot", batch_size=BATCH,  # per task
-      dev_batch_size=100, augment=True, crop_pad=4,  # random crop (pad 4) + flip
+      # No augmentation, as the original (ToTensor + normalise, data/datasets.py:
+      # 269-272, 313-322); augment=True: our random crop (pad 4) + flip.
+      dev_batch_size=100, augment=False, crop_pad=4,
       data_dir=None, per_class=15, monitor_per_class=100, aux="cifar100",
       aux_per_class=None, primary_only=False)
   c.data.kwargs.seed = c.get_ref("seed")  # each run seed draws its own few-shot subset

@@ -77,5 +77,6 @@ def get_config(variant: str = "learned") -> ml_collections.ConfigDict:
   c.hyper.include_weight_decay = False  # the original: G = ∇_θ L_T only
   steps_per_epoch = TRAIN_IMAGES // BATCH
   c.train = common.train(log_every=steps_per_epoch, eval_every=steps_per_epoch,
-                         checkpoint_every=10 * steps_per_epoch)
+                         checkpoint_every=10 * steps_per_epoch,
+                         select_ties="last")  # the original's >= (trainer.py:364)
   return common.taskgen_variant(c, variant)

@@ -157,8 +157,8 @@ def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
 
 def train(*, log_every: int, eval_every: int, checkpoint_every: int,
           keep_checkpoints: int = 2, select: str = "", patience: int = 0,
-          init_from: str = "", track_test_max: bool = False
-          ) -> ml_collections.ConfigDict:
+          init_from: str = "", track_test_max: bool = False,
+          select_ties: str = "first") -> ml_collections.ConfigDict:
   """The ``train`` section (`aux_jax.train.loop`).
 
   ``select``: the dev metric for model selection, higher is better ("" = the
@@ -167,13 +167,14 @@ def train(*, log_every: int, eval_every: int, checkpoint_every: int,
   run's workdir whose best-on-dev model initialises this one; ``track_test_max``:
   also evaluate test at every evaluation and report the maximum as
   ``test_<select>_max_over_epochs`` (MAOAL's reported figure, an oracle: logged only,
-  never used for selection).
+  never used for selection); ``select_ties``: "first" keeps the earliest of equal dev
+  scores, "last" the latest (AuxiLearn's ``>=``).
   """
   return ml_collections.ConfigDict({
       "log_every": log_every, "eval_every": eval_every,
       "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,
       "select": select, "patience": patience, "init_from": init_from,
-      "track_test_max": track_test_max})
+      "track_test_max": track_test_max, "select_ties": select_ties})
 
 
 def maoal_convergent(c: ml_collections.ConfigDict, step: float
@@ -266,6 +267,10 @@ def slgrad_image_methods(c: ml_collections.ConfigDict, name: str, *,
   c.hyper = hyper(interval=10, step=0.1, optimizer="adam", lr=0.01)
   if name == "auxl":
     auxl_baseline(c)
+  if name == "slgrad":  # look_ahead: the original's two updates per batch (a defect)
+    c.method.kwargs = ml_collections.ConfigDict(
+        {"scale": "batch", "look_ahead": False,
+         "batch_size": c.data.get_ref("batch_size")})
   return c
 
 
@@ -274,8 +279,12 @@ def slgrad_baselines(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   CAGrad with c (its ``alpha``) = 1 and the ÷(1 + c²) rescale
   (``Examples/run_experiments_toy.py`` lines 108-109, every runner); OL-AUX's weight
   gradient scaled by the model's learning rate ``optim.lr`` (its other defaults are
-  SLGrad's, `aux_jax.methods.adaptive.olaux`). Call after ``c.optim`` is set."""
-  if c.method.name == "cagrad":
+  SLGrad's, `aux_jax.methods.adaptive.olaux`); GCS as SLGrad's code: per-tensor cosines
+  summed (≥ 0) and each shared tensor's update scaled to unit norm
+  (``Dynamic_weighting.py:527-591``). Call after ``c.optim`` is set."""
+  if c.method.name == "gcs":
+    c.method.kwargs = ml_collections.ConfigDict({"per_layer": True, "unit_layers": True})
+  elif c.method.name == "cagrad":
     c.method.kwargs = ml_collections.ConfigDict({"c": 1.0, "rescale": True})
   elif c.method.name == "olaux":
     c.method.kwargs = ml_collections.ConfigDict({"model_lr": c.optim.lr})
@@ -309,7 +318,8 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
   1e-5 (algos.py lines 113-115), and early stopping with the best-monitor-loss model
   after 10 evaluations without a lower monitor loss (lines 508-548; ``train.select =
   "neg_loss"``, ``train.patience``); basis k = 10 from ``batch`` (64) main-task
-  examples, rebuilt every 10 steps, g* from 32 (``lowrank_nsamples``); the body gets
+  examples, rebuilt every 10 steps, g* from 32 others drawn independently
+  (``lowrank_nsamples``, ``main_draw="independent"``); the body gets
   the decomposed auxiliary gradient only (``body = "aux_only"``, the original's
   default run; ``"multitask"`` adds the main gradient with weights w/(1+w)).
   The original evaluates once per epoch; here every ``train.eval_every`` steps.
@@ -326,6 +336,7 @@ def attittud_protocol(c: ml_collections.ConfigDict, variant: str, *, batch: int,
         "num_basis": 10,      # k
         "nsamples": batch,    # main-task examples of the range finder (pca_nsamples)
         "main_samples": 32,   # main-task examples of g* (lowrank_nsamples)
+        "main_draw": "independent",  # g*'s examples drawn apart from the basis's
         "pca_every": 10,      # steps between basis rebuilds
         "power_iters": 0,     # randomized subspace iterations (0: the original)
         "lambdas": lambdas,   # (λ⊥, λ+, λ−), the original's proj_lambda

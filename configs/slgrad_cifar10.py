@@ -19,6 +19,10 @@ then
 
 METHOD: any of `aux_jax.methods.METHODS` (default slgrad). The full training set:
 ``--config.data.kwargs.dev_fraction=0.1 --config.data.kwargs.max_train=45000``.
+
+Fidelity rows followed (docs/fidelity.md, gradient-baseline table): SLGrad's GCS
+(per-tensor cosines, unit-norm tensors), CAGrad c = 1, OL-AUX η = the model lr; SLGrad
+one update per batch (``method.kwargs.look_ahead=True``: the original's two).
 """
 
 import ml_collections

@@ -17,6 +17,10 @@ then
         --workdir=workdirs/multimnist
 
 METHOD: any of `aux_jax.methods.METHODS` (default slgrad).
+
+Fidelity rows followed (docs/fidelity.md, gradient-baseline table): SLGrad's GCS
+(per-tensor cosines, unit-norm tensors), CAGrad c = 1, OL-AUX η = the model lr; SLGrad
+one update per batch (``method.kwargs.look_ahead=True``: the original's two).
 """
 
 import ml_collections

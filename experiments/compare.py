@@ -3,7 +3,7 @@
     python -m experiments.compare --config=configs/maoal_digits.py --seeds=3 \
         [--variants=stl,equal,gcs,auxl,maoal] [--workdir=workdirs/compare] [--steps=N]
     python -m experiments.compare --config=configs/slgrad_toy.py --seeds=0,1,2 \
-        --variants=stl,unif,slgrad --config.data.kwargs.main_noise=0.3
+        --variants=stl,unif,slgrad --config.data.kwargs.noise=0.3
     python -m experiments.compare --config=configs/attittud_cifar10.py --seeds=5
     python -m experiments.compare --config=configs/aang_citation_intent.py \
         --config.data_dir=DIR --variants=stl,tapt,static_mt,aang
@@ -12,7 +12,8 @@ The config file's ``get_config(variant)`` builds each variant's config (the argu
 after ':' of ``experiments.train``: a method, or a named variant); ``--variants``
 defaults to the file's ``VARIANTS``. Seed s sets ``config.seed = s``;
 ``--config.x.y=value`` overrides (validated against the file's default config, as in
-``experiments.train``) apply to every variant. ``--seeds``: one number N means seeds
+``experiments.train``) apply to every variant. ``--variants=@NAME`` runs the tuple
+``NAME`` of the config file (a hyper-parameter grid, e.g. AANG's ``@GRID``). ``--seeds``: one number N means seeds
 0 … N−1, several numbers are the seeds. ``--steps`` sets ``optim.num_steps`` (and the
 fine-tuning phase's, for two-phase configs): quick runs.
 
@@ -21,7 +22,8 @@ two_phase) in ``<workdir>/<variant>_seed<s>``; a finished run there with the sam
 config is reused, an unfinished one resumed. The table reports, per variant, the
 main task's test metric of the best-on-dev model (mean ± sample std over seeds, and
 the half-width of its 95% confidence interval, Student's t), the dev metric it was
-selected on, and the wall time per run. The metric follows the runs' selection metric
+selected on, and the wall time per run; below it, the variant of the best mean dev
+score (how a grid is resolved: test never selects). The metric follows the runs' selection metric
 (the summary's ``select``): ``accuracy`` → %; ``neg_<m>`` (e.g. ``neg_mse``) →
 test ``<m>``, lower is better; anything else (miou, macro_f1) → ``test_<select>``.
 Writes ``<workdir>/compare.md`` (the table) and ``<workdir>/compare.json`` (the
@@ -134,7 +136,10 @@ def summarize(runs: list[dict]) -> dict:
         "dev_mean": float(dev.mean()),
         "dev_std": float(dev.std(ddof=1)) if len(rs) > 1 else 0.0,
         "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs]))}
-  return {"select": selects[0], **spec, "variants": rows}
+  # Grid selection on dev only (dev is shown in display units: lower-is-better there).
+  pick = min if spec["lower_is_better"] else max
+  best = pick(rows, key=lambda v: rows[v]["dev_mean"])
+  return {"select": selects[0], **spec, "variants": rows, "best_on_dev": best}
 
 
 def table(summary: dict) -> str:
@@ -147,6 +152,9 @@ def table(summary: dict) -> str:
     lines.append(f"| {name} | {row['mean']:.{d}f} ± {row['std']:.{d}f} | {ci} | "
                  f"{row['dev_mean']:.{d}f} ± {row['dev_std']:.{d}f} | "
                  f"{len(row['values'])} | {row['wall_seconds']:.0f} |")
+  if len(rows) > 1:
+    lines += ["", f"Best mean dev score (the selection; test never selects): "
+              f"{summary['best_on_dev']}"]
   return "\n".join(lines)
 
 
@@ -168,6 +176,26 @@ def _set_steps(config: ml_collections.ConfigDict, steps: int) -> None:
     config.finetune.optim.num_steps = int(steps)
 
 
+def resolve_variants(module, variants: Optional[Sequence[str]],
+                     config_path: str = "the config file") -> list[str]:
+  """The variants to run: ``variants``; ``["@NAME"]``: the module's tuple ``NAME``;
+  None or empty: its ``VARIANTS``.
+
+  Raises:
+    ValueError: the module lacks the named tuple (or ``VARIANTS``).
+  """
+  if variants and len(variants) == 1 and variants[0].startswith("@"):
+    name = variants[0][1:]
+    if not isinstance(getattr(module, name, None), tuple):
+      raise ValueError(f"{config_path} has no tuple {name} (from --variants=@{name})")
+    return list(getattr(module, name))
+  if not variants:
+    if not hasattr(module, "VARIANTS"):
+      raise ValueError(f"{config_path} has no VARIANTS: name them with --variants")
+    return list(module.VARIANTS)
+  return list(variants)
+
+
 def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
             workdir: str, overrides: Optional[dict] = None, steps: Optional[int] = None,
             log_fn: Callable[[str], None] = print) -> dict:
@@ -175,7 +203,8 @@ def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence
 
   Args:
     config_path: a config file with ``get_config(variant)``.
-    variants: the variants (the config file's argument); None: its ``VARIANTS``.
+    variants: the variants (the config file's argument); None: its ``VARIANTS``;
+      ``["@NAME"]``: its tuple ``NAME`` (a grid).
     seeds: the seeds (``config.seed``).
     workdir: runs go to ``<workdir>/<variant>_seed<s>``.
     overrides: ``{"dotted.field": value}`` set on every variant's config.
@@ -186,10 +215,7 @@ def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence
     ValueError: no variants given and the config file has no ``VARIANTS``.
   """
   module = load_config_module(config_path)
-  if not variants:
-    if not hasattr(module, "VARIANTS"):
-      raise ValueError(f"{config_path} has no VARIANTS: name them with --variants")
-    variants = list(module.VARIANTS)
+  variants = resolve_variants(module, variants, config_path)
   overrides = dict(overrides or {})
   runs = []
   for variant in variants:

@@ -37,3 +37,14 @@ def test_variants_build_and_only_common_is_imported(path):
   except ValueError:
     return
   assert c.method.name == "no_such_variant"
+
+
+@pytest.mark.parametrize("name", ["slgrad_toy", "slgrad_cifar10", "slgrad_multimnist"])
+def test_slgrad_configs_run_slgrads_gcs(name):
+  """GCS as SLGrad's code (per-tensor cosines, unit-norm tensors); other methods keep
+  their own kwargs."""
+  module = load_config_module(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                           f"{name}.py"))
+  kw = module.get_config("gcs").method.kwargs
+  assert (kw.per_layer, kw.unit_layers) == (True, True)
+  assert "per_layer" not in module.get_config("unif").method.kwargs

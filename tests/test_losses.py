@@ -128,3 +128,71 @@ def test_focal_losses_match_numpy():
       want_soft, rtol=1e-5)
   np.testing.assert_allclose(L.focal_loss(jnp.asarray(z, jnp.float32), jnp.asarray(y), 0.0),
                              -np.log(p[np.arange(5), y] + 1e-12), rtol=1e-5)
+
+
+def _auxilearn_numpy(seg_logits, seg, depth_pred, depth, normal_pred, normal):
+  """AuxiLearn's NYUv2 losses in NumPy (trainer.py:66-80 per sample; trainer_cnn.py:
+  60-76 per pixel), NHWC: returns (per-sample f64[3, B], per-pixel f64[3, B, H, W])."""
+  m = (depth.sum(-1) != 0).astype(np.float64)                     # binary_mask
+  n_nz = m.sum((1, 2))
+  logp = seg_logits - np.log(np.exp(seg_logits).sum(-1, keepdims=True))
+  nll = -np.take_along_axis(logp, np.maximum(seg, 0)[..., None], -1)[..., 0]
+  nll = np.where(seg == -1, 0.0, nll)                              # ignore_index=-1
+  d_map = np.abs(depth_pred - depth).sum(-1) * m
+  n_hat = normal_pred / np.linalg.norm(normal_pred, axis=-1, keepdims=True)
+  n_map = 1 - (n_hat * normal).sum(-1) * m
+  per_sample = np.stack([nll.mean((1, 2)), d_map.sum((1, 2)) / n_nz,
+                         1 - ((n_hat * normal).sum(-1) * m).sum((1, 2)) / n_nz])
+  return per_sample, np.stack([nll, d_map, n_map])
+
+
+def test_original_loss_convention_is_auxilearns_arithmetic():
+  """data.loss_convention="original": AuxiLearn's NYUv2 per-sample and per-pixel
+  losses (NumPy above); "ours" differs only where it says: the segmentation mean over
+  labelled pixels, normals masked by their own target, normal map 0 where invalid."""
+  rng = np.random.default_rng(0)
+  b, h, w, c = 2, 3, 4, 5
+  seg_logits = rng.normal(size=(b, h, w, c))
+  seg = rng.integers(-1, c, size=(b, h, w))
+  depth = rng.uniform(0.5, 2.0, size=(b, h, w, 1))
+  depth[0, 0, :2] = 0.0                                 # invalid depth pixels
+  depth_pred = rng.normal(size=(b, h, w, 1))
+  normal = rng.normal(size=(b, h, w, 3))
+  normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+  normal[1, 2, 3] = 0.0                                  # a pixel without a normal
+  normal_pred = rng.normal(size=(b, h, w, 3))
+  want, want_maps = _auxilearn_numpy(seg_logits, seg, depth_pred, depth, normal_pred,
+                                     normal)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  m = L.depth_mask(f32(depth))
+  args = [("segmentation", f32(seg_logits), jnp.asarray(seg, jnp.int32), c),
+          ("depth", f32(depth_pred), f32(depth), 1),
+          ("normal", f32(normal_pred), f32(normal), 3)]
+  for t, (kind, z, y, k) in enumerate(args):
+    got = L.per_sample_loss(kind, z, y, k, convention="original", mask=m)
+    np.testing.assert_allclose(got, want[t], rtol=1e-5, atol=1e-6)
+    got_map, _ = L.loss_map(kind, z, y, k, convention="original", mask=m)
+    np.testing.assert_allclose(got_map, want_maps[t], rtol=1e-5, atol=1e-6)
+  assert np.all(want_maps[2][depth[..., 0] == 0] == 1.0)    # 1 outside the depth mask
+
+  # "ours": seg over labelled pixels only; depth identical; normals where the normal
+  # target is nonzero (not the depth mask); maps equal on the pixels valid in both.
+  labelled = (seg >= 0).sum((1, 2))
+  ours = [L.per_sample_loss(kind, z, y, k) for kind, z, y, k in args]
+  np.testing.assert_allclose(ours[0], want[0] * h * w / labelled, rtol=1e-5)
+  np.testing.assert_allclose(ours[1], want[1], rtol=1e-5)
+  nvalid = (np.abs(normal).sum(-1) != 0)
+  n_hat = normal_pred / np.linalg.norm(normal_pred, axis=-1, keepdims=True)
+  cos = (n_hat * normal).sum(-1)
+  np.testing.assert_allclose(ours[2], ((1 - cos) * nvalid).sum((1, 2)) / nvalid.sum((1, 2)),
+                             rtol=1e-5)
+  assert not np.allclose(ours[2], want[2])    # the pixel with depth but no normal
+  both = nvalid & (depth[..., 0] != 0)
+  for t, (kind, z, y, k) in enumerate(args):
+    got_map, _ = L.loss_map(kind, z, y, k)
+    np.testing.assert_allclose(np.asarray(got_map)[both], want_maps[t][both], rtol=1e-5,
+                               atol=1e-6)
+  with pytest.raises(ValueError, match="depth mask"):
+    L.loss_map("normal", *args[2][1:], convention="original")
+  with pytest.raises(ValueError, match="convention"):
+    L.loss_map("depth", *args[1][1:], convention="paper")

@@ -36,6 +36,11 @@ import numpy as np
 
 from aux_jax.aang.transformer import ClassifierHead, Encoder, EncoderConfig, LMHead
 
+# Hidden activations of the classifier heads (``modelling.py:295, 333``): the primary
+# (and dev) heads tanh, the auxiliary supervised heads ReLU.
+PRIMARY_ACTIVATION = "tanh"
+AUX_ACTIVATION = "relu"
+
 
 class AangNet:
   """A body with AANG's heads, as pure functions over params trees.
@@ -123,13 +128,14 @@ class AangNet:
     """The params tree of the module docstring."""
     k_e, k_p, k_l, k_s = jax.random.split(key, 4)
     enc = self.init_encoder(k_e)
-    params = {"encoder": enc, "primary_head": self.init_classifier(k_p, "tanh")}
+    params = {"encoder": enc, "primary_head": self.init_classifier(k_p, PRIMARY_ACTIVATION)}
     # vmap over the heads' keys: one trace for all of them.
     if num_denoise:
       params["lm_heads"] = jax.vmap(lambda k: self.init_lm_head(k, enc))(
           jax.random.split(k_l, num_denoise))
     if num_supervised:
-      params["aux_heads"] = jax.vmap(lambda k: self.init_classifier(k, "relu"))(
+      params["aux_heads"] = jax.vmap(
+          lambda k: self.init_classifier(k, AUX_ACTIVATION))(
           jax.random.split(k_s, num_supervised))
     return params
 

@@ -36,6 +36,7 @@ import optax
 
 from aux_jax.aang import attention
 from aux_jax.aang.space import OUTPUTS
+from aux_jax.aang.model import AUX_ACTIVATION
 from aux_jax.aang.transforms import corrupt
 
 DENOISE, SUPERVISED = OUTPUTS.index("denoise"), OUTPUTS.index("supervised")
@@ -161,7 +162,9 @@ def objective_loss(net, encoder, lm_head, cls_head, key, tokens, labels, rows,
     logits = net.lm_logits(lm_head, encoder, states)
     out.append((DENOISE, denoise_loss(logits, ob.targets, w), jnp.sum(w)))
   if has_supervised:
-    cls_logits = net.classify(cls_head, states, k_cls if dropout else None)
+    # The auxiliary supervised heads are ReLU classifiers (modelling.py:295).
+    cls_logits = net.classify(cls_head, states, k_cls if dropout else None,
+                              activation=AUX_ACTIVATION)
     out.append((SUPERVISED, classification_loss(cls_logits, labels, rows), jnp.sum(rows)))
   if len(out) == 1:
     return out[0][1], out[0][2]

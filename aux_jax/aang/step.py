@@ -39,6 +39,7 @@ import optax
 
 from aux_jax.aang import objectives, weights
 from aux_jax.aang.attention import padding_mask
+from aux_jax.aang.model import PRIMARY_ACTIVATION
 from aux_jax.aang.objectives import TokenSpec
 from aux_jax.aang.space import OUTPUTS, SearchSpace
 
@@ -162,7 +163,7 @@ def dev_gradient(net, hyper: Hyper, spec: TokenSpec, encoder, key, fit_tokens,
   k_init, k_fit, k_dev = jax.random.split(key, 3)
   feats = net.encode(encoder, fit_tokens, padding_mask(fit_tokens != spec.pad_id))
   feats = jax.lax.stop_gradient(feats[:, :1])
-  head = net.init_classifier(k_init, "tanh")
+  head = net.init_classifier(k_init, PRIMARY_ACTIVATION)
   tx = optax.adamw(hyper.dev_head_lr, b1=0.9, b2=0.98, eps=1e-6,
                    weight_decay=hyper.dev_head_wd)
 

@@ -20,10 +20,21 @@ Expected layout (``root`` is given by the user)::
 Split names: "train", and "val" or "test" for the held-out split; asking for one of
 the latter two falls back to the other folder when only one exists. Every file is
 loaded into memory (the full 795-image train split needs ≈ 2.4 GB as float32).
+
+AuxiLearn's fixed split. AuxiLearn ships its train/validation split of the 795
+training images, ``experiments/nyuv2/hpo_validation_indices.json`` of
+AvivNavon/AuxiLearn (``{"validation_indices": 79 ids, "train_indices": 716 ids}``,
+ids = the ``{i}.npy`` file numbers of ``train/``). Copy that file into ``root`` (it is
+never downloaded): `load_nyuv2_multitask` then uses it as the original does
+(``experiments/nyuv2/data.py:56-69``, ``trainer.py:45, 53-58``): the 79 validation
+images are the dev set (model selection), and a random ⌊0.025 · 716⌋ = 17 of the
+716 training images the meta-validation set (the hypergradient's objective),
+leaving 699 for training. Without the file the dev set is a seeded random draw.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Optional
@@ -139,14 +150,39 @@ def load_nyuv2(root: str, split: str = "train", *,
     raise ValueError(f"examples in {split_dir!r} have different sizes: {e}") from e
 
 
+SPLIT_FILE = "hpo_validation_indices.json"
+
+
+def read_split_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """AuxiLearn's split file → (validation ids i64[V], train ids i64[N]), file order.
+
+  Raises:
+    ValueError: keys missing, or the two lists overlap or repeat an id.
+  """
+  with open(path) as f:
+    d = json.load(f)
+  if not {"validation_indices", "train_indices"} <= set(d):
+    raise ValueError(f"{path}: expected the keys 'validation_indices' and "
+                     f"'train_indices' (AuxiLearn's hpo_validation_indices.json)")
+  val = np.asarray(d["validation_indices"], np.int64)
+  train = np.asarray(d["train_indices"], np.int64)
+  both = np.concatenate([val, train])
+  if len(np.unique(both)) != len(both):
+    raise ValueError(f"{path}: the validation and train ids repeat or overlap")
+  return val, train
+
+
 def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
                          downsample: int = 1, max_examples: Optional[int] = None,
-                         meta_fraction: float = 0.0, normalize: bool = True):
+                         meta_fraction: float = 0.0, normalize: bool = True,
+                         split_file: str = SPLIT_FILE):
   """NYUv2 as a `SharedInputData`: segmentation (main), depth and normals (auxiliary).
 
-  The training split minus a seeded `dev_fraction` of it (the dev set: validation
-  mIoU for model selection, and the upper-level objective) is the training set; the
-  held-out folder ('val' or 'test') is the test set. Images are stored as u8 (the
+  The training split minus its dev set (validation mIoU for model selection, and the
+  upper-level objective unless a meta-validation set is split off) is the training
+  set; the held-out folder ('val' or 'test') is the test set. The dev set is the
+  validation ids of ``root/<split_file>`` when that file exists (AuxiLearn's split,
+  module docstring), else a seeded `dev_fraction` of the training split. Images are stored as u8 (the
   files' [0, 1] RGB × 255, rounded) and normalised per channel.
 
   Args:
@@ -159,9 +195,11 @@ def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
     normalize: standardise each channel by the training images' statistics; False:
       feed the images in [0, 1] as the original does (x / 255 of the u8 copy).
     meta_fraction: if > 0, a further ⌊meta_fraction · (rest)⌋ (at least 1) of the
-      training images after the dev split form a separate meta-validation set, the
-      upper-level objective only, as AuxiLearn's NYUv2 code (10 % validation for
-      selection, then 2.5 % of the rest: 795 → 80 / 17 / 698).
+      training images after the dev split, drawn with ``seed``, form a separate
+      meta-validation set, the upper-level objective only, as AuxiLearn's NYUv2 code
+      (with its split file: 795 → 79 / 17 / 699; without: 80 / 17 / 698).
+    split_file: name of the split file in ``root`` ("" never reads one); used when
+      present, ignoring ``dev_fraction``. Ids beyond ``max_examples`` are dropped.
 
   Returns:
     A validated `SharedInputData` with tasks ("seg", "depth", "normal").
@@ -183,11 +221,28 @@ def load_nyuv2_multitask(root: str, *, dev_fraction: float = 0.1, seed: int = 0,
   train_x, train_y = arrays("train")
   test_x, test_y = arrays("test")
   n = len(train_x)
-  n_dev = max(1, int(round(dev_fraction * n)))
-  if n_dev >= n:
-    raise ValueError(f"dev_fraction={dev_fraction} leaves no NYUv2 training images")
-  perm = np.random.default_rng(seed).permutation(n)
-  dev, rest = np.sort(perm[:n_dev]), perm[n_dev:]
+  rng = np.random.default_rng(seed)
+  path = os.path.join(root, split_file) if split_file else ""
+  if path and os.path.isfile(path):
+    # Positions of the file's ids among the loaded train/{i}.npy (ids = file numbers).
+    ids = _indices(os.path.join(_split_dir(root, "train"), "image"))[:n]
+    pos = {i: p for p, i in enumerate(ids)}
+    val_ids, train_ids = read_split_file(path)
+    dev = np.sort([pos[i] for i in val_ids if i in pos]).astype(np.int64)
+    rest = np.asarray([pos[i] for i in train_ids if i in pos], np.int64)
+    if max_examples is None and len(dev) + len(rest) != n:
+      raise ValueError(f"{path} names {len(val_ids) + len(train_ids)} ids, of which "
+                       f"{len(dev) + len(rest)} are among the {n} training files")
+    if not len(dev) or not len(rest):
+      raise ValueError(f"{path} leaves no dev or no training images among the loaded "
+                       f"{n}")
+    rest = rng.permutation(rest)   # the meta-validation draw (a random split there)
+  else:
+    n_dev = max(1, int(round(dev_fraction * n)))
+    if n_dev >= n:
+      raise ValueError(f"dev_fraction={dev_fraction} leaves no NYUv2 training images")
+    perm = rng.permutation(n)
+    dev, rest = np.sort(perm[:n_dev]), perm[n_dev:]
   meta = {}
   if meta_fraction:
     if not 0.0 < meta_fraction < 1.0:

@@ -22,7 +22,7 @@ _REGISTRY = {
     "stl": (lambda t, p, s, **kw: stl(t), False),
     "equal": (lambda t, p, s, **kw: equal(t), False),
     "unif": (lambda t, p, s, **kw: unif(t), False),
-    "gcs": (lambda t, p, s, **kw: gcs(t), False),
+    "gcs": (lambda t, p, s, **kw: gcs(t, **kw), False),
     "auxl": (lambda t, p, s, **kw: auxl(t, **kw), False),
     "maoal": (lambda t, p, s, **kw: maoal(t, p, **kw), True),
     "pcgrad": (lambda t, p, s, **kw: pcgrad(t, **kw), False),
@@ -50,11 +50,11 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       ``auxl``: net, hidden, monotone, inputs, hyper_wrt, pixel_mask and the network's
       own (`aux_jax.auxnets`); ``maoal``: lower, floor; ``cagrad``: c (the paper's),
       num_iterations, rescale; ``gradnorm``: alpha, lr, layer, min_weight; ``olaux``:
-      every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``: scale;
+      every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``: scale, look_ahead, batch_size;
       ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
-      primary_weight, main_samples; ``taskgen``: aux_weight, learn_labeler,
+      primary_weight, main_samples, main_draw; ``taskgen``: aux_weight, learn_labeler,
       labeler_features, combiner, aux_scale. ``pcgrad`` takes none (a TypeError on
-      any); ``stl``/``equal``/``unif``/``gcs`` ignore them.
+      any); ``gcs``: per_layer, unit_layers; ``stl``/``equal``/``unif`` ignore them.
 
   Raises:
     ValueError: unknown name, or a missing partition.

@@ -8,8 +8,11 @@ heads get their own tasks' gradients:
               gradients, rebuilt every ``pca_every`` steps (steps 0, N, 2N, ...)
               by a randomized range finder on the step's batch
               (`aux_jax.rules.subspace_basis`), kept in the state otherwise
-    g*        = ∇_{θ_s} mean ℓ_0 over the last ``main_samples`` main examples of
-              the batch (all B when None)               (main-task gradient)
+    g*        = ∇_{θ_s} mean ℓ_0 over ``main_samples`` main examples drawn
+              independently of the batch (``main_draw="independent"``, the
+              original's fresh subsample; `LossFns.main_fresh`), or the last
+              ``main_samples`` of the batch (``"batch"``); all B when None
+                                                        (main-task gradient)
     g         = Σ_{k≥1} ∇_{θ_s} mean_b ℓ_k              (summed auxiliary gradient)
     p = V g,  p* = V g*,  m = [p ⊙ p* > 0]
     g+ = Vᵀ(p ⊙ m),  g− = Vᵀ(p ⊙ (1 − m)),  g⊥ = g − g+ − g−
@@ -84,13 +87,15 @@ class AttittudState(NamedTuple):
 
 
 BODIES = ("aux_only", "multitask", "sum")
+MAIN_DRAWS = ("independent", "batch")
 
 
 def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
              nsamples: Optional[int] = None, pca_every: int = 10,
              lambdas: Sequence[float] = (1.0, 0.0, 0.0), power_iters: int = 0,
              body: str = "aux_only", primary_weight: float = 1.0,
-             main_samples: Optional[int] = None) -> Method:
+             main_samples: Optional[int] = None,
+             main_draw: str = "independent") -> Method:
   """The ATTITTUD `Method`.
 
   Args:
@@ -111,9 +116,14 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     primary_weight: w of "multitask" (> 0): the original's primary/auxiliary batch
       ratio ``val_taskweight``, which has no usable default there (0 disables its
       primary batch); 1 = equal batches.
-    main_samples: main examples of g* (the last ones of the batch; None: all B); the
-      original's ``lowrank_nsamples`` (32 in its CheXpert command). Fewer than B
-      cost one more forward/backward pass.
+    main_samples: main examples of g* (None: the whole batch); the original's
+      ``lowrank_nsamples`` (32 in its CheXpert command). Costs one more
+      forward/backward pass (of ``main_samples`` examples when independent).
+    main_draw: where the ``main_samples`` examples come from: "independent" (the
+      original, ``algorithms/algos.py:137-147, 220-222``: a fresh subsample of the
+      primary set, independent of the basis examples; needs `LossFns.main_fresh`)
+      or "batch" (the last ``main_samples`` of the step's batch, which overlap the
+      basis examples on a rebuild step; aux_jax's earlier rule).
 
   Returns:
     A `Method` whose state is an `AttittudState`. Metrics: ``weights`` f32[K]
@@ -140,6 +150,8 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     raise ValueError(f"attittud needs primary_weight > 0, got {primary_weight}")
   if main_samples is not None and main_samples < 1:
     raise ValueError(f"attittud needs main_samples >= 1 or None, got {main_samples}")
+  if main_draw not in MAIN_DRAWS:
+    raise ValueError(f"attittud main_draw must be one of {MAIN_DRAWS}, got {main_draw!r}")
   assignment_leaves, treedef = jax.tree.flatten(partition.assignment)
   shapes = partition.leaf_shapes
   if len(shapes) != len(assignment_leaves):
@@ -183,9 +195,16 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     basis = jax.lax.cond(refresh, rebuild, lambda old: old, state.basis)
 
     grads, task_losses, model_state = per_task_grads(losses, params)
-    m = batch if main_samples is None else min(main_samples, batch)
-    if m < batch:  # g* of a subsample (the original's lowrank_nsamples)
-      g_main = jax.grad(lambda p: jnp.mean(losses.per_sample(p)[0][0, batch - m:]))(params)
+    if main_samples is not None and main_draw == "independent":
+      # g* of a fresh subsample (the original's lowrank_nsamples), not the basis's rows.
+      if losses.main_fresh is None:
+        raise ValueError("attittud main_draw='independent' needs LossFns.main_fresh "
+                         "(separate-task data); use main_draw='batch' or "
+                         "main_samples=None")
+      g_main = jax.grad(lambda p: jnp.mean(losses.main_fresh(p, main_samples)[0]))(params)
+    elif main_samples is not None and main_samples < batch:
+      g_main = jax.grad(
+          lambda p: jnp.mean(losses.per_sample(p)[0][0, batch - main_samples:]))(params)
     else:
       g_main = task_slice(grads, 0)
     shared = grads["backbone"]

@@ -69,7 +69,9 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
                          "experiment whose tasks are all dense (e.g. NYUv2)")
       maps, valid, model_state = losses.per_pixel(p)
       axes = (1, 2, 3)
-      task_losses = jnp.sum(maps, axes) / jnp.maximum(jnp.sum(valid, axes), 1.0)
+      # The per-sample losses' convention: Σ map·weights / Σ weights (`loss_map`).
+      task_losses = (jnp.sum(maps * valid, axes)
+                     / jnp.maximum(jnp.sum(valid, axes), 1.0))
       # Average over pixels valid for the main task (AuxiLearn's mask).
       return (jnp.moveaxis(maps, 0, -1), valid[0] if pixel_mask else None, task_losses,
               model_state)

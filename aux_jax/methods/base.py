@@ -60,6 +60,11 @@ class LossFns(NamedTuple):
   ``per_task_grads``: how `per_task_grads` gets per-task gradients (``"auto"``,
   ``"vmap"``, ``"map"``, ``"vjp"``; config ``method.per_task_grads``).
 
+  ``main_fresh`` is optional: ``main_fresh(params, n) -> (f32[n] losses, model_state)``
+  is the main task's per-sample losses on ``n`` (static) training examples drawn
+  independently of the step's batch (their own sampler stream; train mode), for a
+  gradient that must not reuse the batch's examples (ATTITTUD's g*).
+
   ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
   losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
   auxiliary network combines (`per_sample` is their mean over valid pixels).
@@ -79,6 +84,7 @@ class LossFns(NamedTuple):
   scaled: Optional[Callable[[PyTree, dict], tuple[jax.Array, PyTree]]] = None
   per_task_grads: str = "auto"
   dev_stats: Optional[Callable[[PyTree], PyTree]] = None
+  main_fresh: Optional[Callable[[PyTree, int], tuple[jax.Array, PyTree]]] = None
 
 
 class TaskSpec(NamedTuple):
@@ -118,6 +124,9 @@ class Method(NamedTuple):
       ``"all"`` (over every parameter, as AuxiLearn) or ``"main_head"`` (the backbone
       and the main task's head, the auxiliary heads held fixed, as AuxiLearn's Pet
       task generation).
+    updates_per_batch: optimizer updates the trainer makes on each batch (each with
+      its own ``direction`` call at the updated parameters; 1 for every method but
+      SLGrad's ``look_ahead`` option).
 
   ``direction``'s metrics hold ``"weights"``: the current auxiliary weights to log and
   plot (f32[K] per task, or f32[K, M] task × module).
@@ -130,6 +139,7 @@ class Method(NamedTuple):
   symmetric: bool = False
   projection: Optional[Callable[[PyTree], PyTree]] = None
   hyper_wrt: str = "shared"
+  updates_per_batch: int = 1
 
 
 def mean_task_losses(losses: LossFns):

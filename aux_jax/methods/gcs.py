@@ -1,7 +1,9 @@
 """GCS: add an auxiliary gradient only where it agrees with the main one (Du et al., 2018).
 
 On the shared parameters, G = g₀ + Σ_k 1[cos(g₀, g_k) > 0] g_k (`aux_jax.rules.gcs`);
-each head receives its own task's plain gradient.
+each head receives its own task's plain gradient. ``per_layer`` / ``unit_layers``: the
+GCS of SLGrad's code (per-tensor cosines summed, ≥ 0; each shared tensor's update
+scaled to unit norm), see `aux_jax.rules.gcs`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from aux_jax.rules.gcs import gcs as gcs_rule
 from aux_jax.rules.tree import task_combine
 
 
-def gcs(num_tasks: int) -> Method:
+def gcs(num_tasks: int, per_layer: bool = False, unit_layers: bool = False) -> Method:
   def init(key):
     del key
     return MethodState(phi=(), state=())
@@ -21,7 +23,7 @@ def gcs(num_tasks: int) -> Method:
   def direction(params, phi, state, losses, key):
     del phi, key
     grads, task_losses, model_state = per_task_grads(losses, params)
-    backbone, info = gcs_rule(grads["backbone"])
+    backbone, info = gcs_rule(grads["backbone"], per_layer, unit_layers)
     heads = task_combine(grads["heads"], jnp.ones((num_tasks,)))
     metrics = {**task_metrics(task_losses), "weights": info.mask.astype(jnp.float32)}
     return {"backbone": backbone, "heads": heads}, state, model_state, metrics

@@ -17,12 +17,21 @@ B times smaller than a plain mean-loss step; ``scale="sum"`` drops the 1/B
 
 a comes from one forward-mode product of θ_s ↦ ℓ ∈ R^{T×B} along g_val
 (`aux_jax.rules.sample_alignments`), G from one backward pass of the weighted
-per-sample loss. One update per batch, weights from the current batch (the
-original's extra "look-ahead" step with the previous batch's weights is a defect
-and is not reproduced). W is a constant of the update (no gradient through it).
+per-sample loss. One update per batch, weights from the current batch. W is a
+constant of the update (no gradient through it).
+
+``look_ahead=True`` restores the original's two updates per batch
+(``Dynamic Weighting Algorithms/Dynamic_weighting.py:421-500``): first a step on the
+batch with the previous batch's W (1/(T·B) everywhere before the first batch,
+``MTL_MODEL_OPT.py:60-63``), then W computed at the updated parameters and a second
+step with it. The original meant the first as a look-ahead to be undone (its restore
+of the model and optimizer state, lines 423-427 and 495-497, is commented out), so
+both steps are taken: a defect, reproduced only by this option.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +43,22 @@ from aux_jax.rules.slgrad import sample_alignments, slgrad_weights
 SCALES = ("batch", "sum")
 
 
-def slgrad(num_tasks: int, scale: str = "batch") -> Method:
+class LookAheadState(NamedTuple):
+  """SLGrad's state with ``look_ahead``: ``weights`` f32[T, B], the last W; ``phase``
+  i32[], 0 before the look-ahead update of a batch, 1 before its final update."""
+
+  weights: jax.Array
+  phase: jax.Array
+
+
+def slgrad(num_tasks: int, scale: str = "batch", look_ahead: bool = False,
+           batch_size: int | None = None) -> Method:
   """The SLGrad `Method` over T = ``num_tasks`` tasks.
 
   ``scale``: "batch" (default, the original's): the update is ∇ (1/B) Σ W ℓ; "sum":
-  ∇ Σ W ℓ (B times larger).
+  ∇ Σ W ℓ (B times larger). ``look_ahead``: the original's two updates per batch
+  (module docstring; `Method.updates_per_batch` = 2), which needs ``batch_size`` B
+  for its stored W.
 
   ``direction``'s metrics: ``weights`` f32[K] = Σ_i W[k, i] (each auxiliary task's
   total weight), ``main_weight`` f32[] = Σ_i W[0, i], ``main_sample_weights``
@@ -52,19 +72,35 @@ def slgrad(num_tasks: int, scale: str = "batch") -> Method:
     raise ValueError(f"slgrad needs at least one auxiliary task, got num_tasks={num_tasks}")
   if scale not in SCALES:
     raise ValueError(f"slgrad scale must be one of {SCALES}, got {scale!r}")
+  if look_ahead and not (batch_size and batch_size >= 1):
+    raise ValueError("slgrad look_ahead needs batch_size (the batch size B)")
 
   def init(key):
     del key
-    return MethodState(phi=(), state=())
+    if not look_ahead:
+      return MethodState(phi=(), state=())
+    w0 = jnp.full((num_tasks, batch_size), 1.0 / (num_tasks * batch_size), jnp.float32)
+    return MethodState(phi=(), state=LookAheadState(w0, jnp.zeros((), jnp.int32)))
 
   def direction(params, phi, state, losses, key):
     del phi, key
     heads = params["heads"]
     merge = lambda bb: {"backbone": bb, "heads": heads}
     backbone = params["backbone"]
-    g_val = jax.grad(lambda bb: losses.dev(merge(bb)))(backbone)
-    align = sample_alignments(lambda bb: losses.per_sample(merge(bb))[0], backbone, g_val)
-    w = slgrad_weights(align)                                     # [T, B]
+
+    def alignments():
+      g_val = jax.grad(lambda bb: losses.dev(merge(bb)))(backbone)
+      return sample_alignments(lambda bb: losses.per_sample(merge(bb))[0], backbone,
+                               g_val)
+
+    if look_ahead:  # phase 0: the previous W (no scores); phase 1: fresh W
+      align = jax.lax.cond(state.phase == 0,
+                           lambda: jnp.ones_like(state.weights), alignments)
+      w = jnp.where(state.phase == 0, state.weights, slgrad_weights(align))
+      state = LookAheadState(w, 1 - state.phase)
+    else:
+      align = alignments()
+      w = slgrad_weights(align)                                   # [T, B]
     if scale == "batch":  # the original divides each task's weighted sum by B
       w_loss = w / w.shape[1]
     else:
@@ -81,4 +117,5 @@ def slgrad(num_tasks: int, scale: str = "batch") -> Method:
                "positive_fraction": jnp.mean((align > 0).astype(jnp.float32))}
     return grads, state, model_state, metrics
 
-  return Method(name="slgrad", init=init, direction=direction)
+  return Method(name="slgrad", init=init, direction=direction,
+                updates_per_batch=2 if look_ahead else 1)

@@ -157,18 +157,21 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
 
   @step_jit
   def lower_jit(state: TrainState):
-    losses = losses_at(state, state.step)
     key = jax.random.fold_in(jax.random.fold_in(step_key, state.step), 1)
-    grads, mstate, new_stats, metrics = method.direction(
-        state.params, state.method.phi, state.method.state, losses, key)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    new_state = state._replace(
-        step=state.step + 1, params=params, opt_state=opt_state,
-        batch_stats=state.batch_stats if new_stats is None else new_stats,
-        method=MethodState(state.method.phi, mstate))
-    return new_state, metrics
+    # Usually one update; SLGrad's look-ahead option makes two on the same batch.
+    for sub in range(method.updates_per_batch):
+      losses = losses_at(state, state.step)   # the step's batch, current BN statistics
+      grads, mstate, new_stats, metrics = method.direction(
+          state.params, state.method.phi, state.method.state, losses,
+          key if sub == 0 else jax.random.fold_in(key, sub))
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      metrics["grad_norm"] = optax.tree.norm(grads)
+      state = state._replace(
+          params=params, opt_state=opt_state,
+          batch_stats=state.batch_stats if new_stats is None else new_stats,
+          method=MethodState(state.method.phi, mstate))
+    return state._replace(step=state.step + 1), metrics
 
   @step_jit
   def upper_jit(state: TrainState):

@@ -40,8 +40,10 @@ same command ends with the same ``metrics.jsonl`` and ``test_metrics.json`` (the
 Config fields read (``config.train`` unless said otherwise): ``optim.num_steps``,
 ``log_every``, ``eval_every``, ``checkpoint_every``, ``keep_checkpoints`` (at least 2
 keeps a fallback for a corrupt latest checkpoint), ``select`` (the dev metric, higher
-is better; "" = the experiment's), ``patience`` (stop after this many evaluations
-without improvement; 0 = never), ``init_from`` (a finished run's workdir whose best
+is better; "" = the experiment's), ``select_ties`` ("first": a later evaluation
+replaces the best model only if strictly better; "last": also if equal, as
+AuxiLearn's ``>=``; compared in float32, the stored value's precision), ``patience``
+(stop after this many evaluations without a replacement of the best model; 0 = never), ``init_from`` (a finished run's workdir whose best
 model initialises this one, where the experiment supports it), ``track_test_max``
 (also evaluate the test split at every evaluation and report the maximum
 ``test_<select>`` over them as ``test_<select>_max_over_epochs``: the figure the MAOAL
@@ -115,6 +117,17 @@ class Experiment(Protocol):
   finish: Optional[Callable[[str, list, dict], None]]
   init_from: Optional[Callable[[PyTree, PyTree, dict], PyTree]]
   mesh: Any
+
+
+SELECT_TIES = ("first", "last")
+
+
+def replaces_best(value, best, ties: str = "first") -> bool:
+  """Whether a dev ``value`` replaces the ``best`` so far (both compared in float32,
+  the precision of the checkpointed best): strictly greater, or also equal with
+  ``ties="last"`` (the latest of equal scores kept, AuxiLearn's ``>=``)."""
+  value, best = np.float32(value), np.float32(best)
+  return bool(value > best or (ties == "last" and value == best))
 
 
 class LoopState(NamedTuple):
@@ -306,6 +319,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   num_steps = int(config.optim.num_steps)
   select = tcfg.get("select", "") or exp.select
   patience = int(tcfg.get("patience", 0))
+  ties = tcfg.get("select_ties", "first")
+  if ties not in SELECT_TIES:
+    raise ValueError(f"train.select_ties must be one of {SELECT_TIES}, got {ties!r}")
   dev_key = f"dev_{select}"
   track_test_max = bool(tcfg.get("track_test_max", False))
   test_key = f"test_{select}"
@@ -372,7 +388,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             loop = loop._replace(test_max=jnp.float32(test_now[test_key]),
                                  test_max_step=jnp.int32(done))
         pending.append(record)
-        if dev[dev_key] > float(loop.best_dev):
+        if replaces_best(dev[dev_key], loop.best_dev, ties):
           stale = 0
           loop = sharding.replicate(loop._replace(
               best=jax.tree.map(jnp.copy, exp.model(state)),

@@ -44,6 +44,18 @@ from aux_jax.models.multitask import multitask_features, single_features
 PyTree = Any
 
 
+# Tag of the main task's independent sampler stream (`fresh_main_indices`): folded into
+# the data key, where the step's batches fold task ids 0..T-1.
+_FRESH = 0x6D61696E
+
+
+def fresh_main_indices(keys, step, count, n: int, n_max: int) -> jax.Array:
+  """Rows i32[n] of the main task drawn independently of the step's batch: epochs of
+  permutations (`sampler.pool_batch_indices`) on a stream of their own."""
+  return sampler.pool_batch_indices(jax.random.fold_in(keys.data, _FRESH), step, count,
+                                    n, n_max)
+
+
 class Keys(NamedTuple):
   """The experiment's PRNG keys, all split from the config's seed."""
 
@@ -248,12 +260,26 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       loss = jnp.mean(task_losses.masked_cross_entropy(logits, dlabels, num_classes[0]))
       return loss, new_stats
 
+    def main_fresh(params, n: int):  # n main examples of their own stream
+      fidx = fresh_main_indices(keys, step, counts[0], n, n_max)
+      fx, fy = train_x[0][fidx], train_y[0][fidx]
+      if sharding.divides(mesh, n):
+        fx, fy = sharding.shard_batch((fx, fy), mesh)
+      fx = augment_then_preprocess(
+          data, fx, jax.random.fold_in(jax.random.fold_in(keys.step, step), _FRESH),
+          cfg.data.augment, cfg.data.crop_pad, dtype)
+      feats, new_stats = single_features(
+          backbone, _variables(params, batch_stats), fx, train=True)
+      logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
+      return task_losses.masked_cross_entropy(logits, fy, num_classes[0]), new_stats
+
     return LossFns(per_sample=per_sample, dev=lambda params: dev_forward(params)[0],
                    per_task=per_task, one_task=one_task,
                    scaled=lambda params, scales: per_sample(params, layer_scales=scales),
                    per_task_grads=per_task_mode, inputs=images,
                    targets=labels,
-                   dev_stats=(lambda params: dev_forward(params)[1]) if dev_train else None)
+                   dev_stats=(lambda params: dev_forward(params)[1]) if dev_train else None,
+                   main_fresh=main_fresh)
 
   eval_batch = _eval_batch(cfg, mesh)
 
@@ -308,6 +334,16 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   # Focal training and dev losses for classification kinds (AuxiLearn's task
   # generation: γ = 2); evaluation reports the plain cross-entropy.
   gamma = float(cfg.data.get("focal_gamma", 0.0))
+  # Dense losses: "ours" or AuxiLearn's "original" arithmetic (aux_jax.losses), whose
+  # depth and normal losses are masked by the depth target.
+  convention = cfg.data.get("loss_convention", "ours")
+  if convention not in task_losses.LOSS_CONVENTIONS:
+    raise ValueError(f"data.loss_convention must be one of "
+                     f"{task_losses.LOSS_CONVENTIONS}, got {convention!r}")
+  depth_task = kinds.index("depth") if "depth" in kinds else None
+  if convention == "original" and (depth_task is None or kinds[0] == "normal"):
+    raise ValueError("data.loss_convention='original' needs a depth task (its mask) "
+                     "and a main task other than normals")
   if cfg.data.augment and (data.mean is None or any(k in task_losses.DENSE_KINDS
                                                     for k in kinds)):
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
@@ -354,23 +390,33 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
                                  cfg.data.crop_pad, dtype)
     dev_train = upper and opts.dev_bn == "train"
 
+    def mask_of(y):  # the depth mask of the "original" convention
+      if convention != "original":
+        return None
+      return task_losses.depth_mask(y[depth_task])
+
     def per_sample(params, targets=None):
       z, new_stats = outputs(params, batch_stats, x, train=True)
       y = ys if targets is None else targets
-      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma)
+      m = mask_of(y)
+      return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma,
+                                                    convention, m)
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
       z, new_stats = outputs(params, batch_stats, x, train=True)
-      maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t])
+      m = mask_of(ys)
+      maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t], convention, m)
               for t in range(num_tasks)]
       return (jnp.stack([m for m, _ in maps]), jnp.stack([v for _, v in maps]),
               new_stats)
 
     def dev_forward(params):
       z, new_stats = outputs(params, batch_stats, dx, train=dev_train)
-      return (jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma)),
-              new_stats)
+      # The main task's convention (segmentation needs no depth mask).
+      return (jnp.mean(task_losses.per_sample_loss(
+          kinds[0], z[0], dy, outs[0], gamma,
+          convention if kinds[0] == "segmentation" else "ours")), new_stats)
 
     return LossFns(per_sample=per_sample, dev=lambda params: dev_forward(params)[0],
                    per_pixel=per_pixel if dense else None,

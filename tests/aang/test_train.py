@@ -59,6 +59,32 @@ def test_every_objective_has_its_own_head_none_shared_with_the_primary():
     assert optax.tree.norm(g[other]) == 0
 
 
+def test_auxiliary_supervised_head_is_a_relu_mlp():
+  """The 8 supervised heads apply ReLU (modelling.py:295), as a NumPy MLP computes."""
+  params = jax.jit(NET.init, static_argnums=(1, 2))(jax.random.key(0), 16, 8)
+  head = jax.tree.map(lambda x: np.asarray(x[3], np.float64), params["aux_heads"])
+  tokens = jnp.asarray(np.tile([1, 10, 11, 12, 13, 2, 0, 0], (4, 1)))
+  labels, rows = jnp.asarray([0, 1, 2, 1]), jnp.asarray([1.0, 1.0, 0.0, 1.0])
+  key = jax.random.key(2)
+  loss, n = O.objective_loss(NET, params["encoder"], None, jax.tree.map(jnp.asarray, head),
+                             key, tokens, labels, rows, 0, 0, O.SUPERVISED, SPEC,
+                             has_denoise=False, dropout=False)
+  ob = O.make_objective_batch(jax.random.split(key, 3)[0], tokens, 0, 0, SPEC,
+                              output=O.SUPERVISED)
+  cls = np.asarray(NET.encode(params["encoder"], ob.tokens, ob.mask)[:, 0], np.float64)
+  hidden = np.maximum(cls @ head["Dense_0"]["kernel"] + head["Dense_0"]["bias"], 0.0)
+  logits = hidden @ head["Dense_1"]["kernel"] + head["Dense_1"]["bias"]
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  ce = -logp[np.arange(4), np.asarray(labels)]
+  r = np.asarray(rows)
+  np.testing.assert_allclose(loss, (ce * r).sum() / r.sum(), rtol=1e-5)
+  assert n == 3
+  # tanh would give another value: the test separates the two activations.
+  tanh_logits = np.tanh(cls @ head["Dense_0"]["kernel"] + head["Dense_0"]["bias"]) @ \
+      head["Dense_1"]["kernel"] + head["Dense_1"]["bias"]
+  assert not np.allclose(tanh_logits, logits, rtol=1e-3)
+
+
 def test_tied_decoders_option():
   net = byte_net(EncoderConfig(260, 16, 8, 1, 2, 16, 0.0), 3, tie_lm_decoders=True)
   params = jax.eval_shape(lambda k: net.init(k, 4, 0), jax.random.key(0))
@@ -150,6 +176,30 @@ def test_variants_and_their_settings():
   assert r.model.classifier_dropout == 0.3
   with pytest.raises(ValueError, match="unknown variant"):
     aang_citation_intent.get_config("supervised")
+
+
+def test_meta_learning_rate_grid_is_the_originals_partial_big():
+  """``partial_big`` (hyper_search_configs.py:4-12): 2 × 2 × 2 × 2 points on RoBERTa;
+  a grid point changes its four fields and nothing else."""
+  got = set()
+  for v in aang_citation_intent.GRID:
+    c, base = aang_citation_intent.get_config(v), aang_citation_intent.get_config(
+        "aang_roberta")
+    h = hyper_from_config(c)
+    got.add((h.aux_lr, h.balance_lr, c.optim.head_lr, h.num_sampled))
+    for section, field in (("aang", "aux_lr"), ("aang", "balance_lr"),
+                           ("optim", "head_lr"), ("aang", "num_sampled")):
+      base[section][field] = c[section][field]
+    base.variant = v
+    assert c.to_dict() == base.to_dict()
+  assert got == {(a, b, h, k) for a in (0.1, 1.0) for b in (0.01, 0.1)
+                 for h in (1e-4, 1e-3) for k in (3, 6)}
+  assert {(hyper_from_config(aang_citation_intent.get_config(v)).aux_lr,
+           hyper_from_config(aang_citation_intent.get_config(v)).balance_lr)
+          for v in aang_citation_intent.META_GRID} == {(0.1, 0.01), (0.1, 0.1),
+                                                       (1.0, 0.01), (1.0, 0.1)}
+  with pytest.raises(ValueError, match="unknown grid setting"):
+    aang_citation_intent.get_config("aang+lr3")
 
 
 def test_experiment_errors(tmp_path):

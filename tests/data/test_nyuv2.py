@@ -80,3 +80,43 @@ def test_clear_errors(tmp_path):
   np.save(tmp_path / "train" / "label" / "0.npy", np.zeros((H, W + 1), np.float32))
   with pytest.raises(ValueError, match="spatial sizes"):
     nyuv2.load_nyuv2(str(tmp_path))
+
+
+def test_auxilearn_split_file_in_the_data_directory(tmp_path):
+  """root/hpo_validation_indices.json (AuxiLearn's split): its validation ids are the
+  dev set, a ⌊0.025-style⌋ random part of its train ids the meta-validation set, the
+  rest training; every image by file id; the file changes the split and nothing else."""
+  import json
+
+  examples = _write(tmp_path, "train", 12)
+  _write(tmp_path, "test", 2, seed=1)
+  val_ids, train_ids = [7, 2, 10], [0, 1, 3, 4, 5, 6, 8, 9, 11]
+  kw = dict(meta_fraction=0.25, normalize=False)
+  random = nyuv2.load_nyuv2_multitask(str(tmp_path), **kw)
+  with open(tmp_path / nyuv2.SPLIT_FILE, "w") as f:
+    json.dump({"validation_indices": val_ids, "train_indices": train_ids}, f)
+  data = nyuv2.load_nyuv2_multitask(str(tmp_path), **kw)
+
+  u8 = lambda i: np.clip(np.rint(examples[i][0] * 255), 0, 255).astype(np.uint8)
+  ids_of = lambda x: sorted(next(i for i in range(12) if np.array_equal(im, u8(i)))
+                            for im in x)
+  assert ids_of(data.dev_inputs) == sorted(val_ids)
+  meta, train = ids_of(data.meta_inputs), ids_of(data.train_inputs)
+  assert len(meta) == int(0.25 * len(train_ids)) == 2       # the original truncates
+  assert sorted(meta + train) == sorted(train_ids)
+  for i, x in zip(ids_of(data.dev_inputs), data.dev_targets[0]):
+    np.testing.assert_array_equal(x, examples[i][1].astype(np.int32))
+  # Without the file (or with split_file=""): the seeded random draw, as before.
+  again = nyuv2.load_nyuv2_multitask(str(tmp_path), split_file="", **kw)
+  np.testing.assert_array_equal(again.dev_inputs, random.dev_inputs)
+  assert ids_of(random.dev_inputs) != sorted(val_ids)
+  np.testing.assert_array_equal(data.test_inputs, random.test_inputs)
+  # A file that misses loaded images, or overlaps, is refused.
+  with open(tmp_path / nyuv2.SPLIT_FILE, "w") as f:
+    json.dump({"validation_indices": val_ids, "train_indices": train_ids[:-1]}, f)
+  with pytest.raises(ValueError, match="are among the 12"):
+    nyuv2.load_nyuv2_multitask(str(tmp_path), **kw)
+  with open(tmp_path / nyuv2.SPLIT_FILE, "w") as f:
+    json.dump({"validation_indices": val_ids, "train_indices": train_ids + [7]}, f)
+  with pytest.raises(ValueError, match="overlap"):
+    nyuv2.load_nyuv2_multitask(str(tmp_path), **kw)

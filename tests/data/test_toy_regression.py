@@ -27,8 +27,8 @@ def _split(data, name):
 @pytest.mark.parametrize("kind", ["replace", "constant", "gaussian"])
 def test_matches_formula_splits_and_noise(kind):
   t, n, d, sig = 3, 50, 7, np.array([1.0, 2.0, 0.5])
-  data = load_toy_regression(num_tasks=t, num_samples=n, input_dim=d, main_noise=0.2,
-                             noise_kind=kind, sigmas=sig, seed=3)
+  data = load_toy_regression(num_tasks=t, num_samples=n, input_dim=d, noise=0.2,
+                             noise_kind=kind, sigmas=sig, seed=3, noise_tasks="main")
   rng, x, y, perm = _reference(3, t, n, d, sig)
   assert data.task_names == ("main", "aux1", "aux2")
   assert data.task_kinds == ("regression",) * 3 and data.num_outputs == (1, 1, 1)
@@ -62,8 +62,35 @@ def test_matches_formula_splits_and_noise(kind):
   np.testing.assert_allclose(got[noise_rows], want, rtol=1e-6, atol=1e-7)
 
 
+def test_original_noise_constant_on_every_task_by_default():
+  """The default (the original's add_noise: type "Random" = −0.5, onlymain=False):
+  every task gets round(noise · N_train) of its own rows replaced by −0.5; the
+  inputs, splits and other targets are those of the main-only option."""
+  t, n, d = 3, 50, 7
+  data = load_toy_regression(num_tasks=t, num_samples=n, input_dim=d, noise=0.2, seed=3)
+  main = load_toy_regression(num_tasks=t, num_samples=n, input_dim=d, noise=0.2, seed=3,
+                             noise_tasks="main", noise_kind="replace")
+  rng, x, y, perm = _reference(3, t, n, d, np.ones(t))
+  noisy = data.train_info["noisy_tasks"]
+  assert noisy.shape == (30, t) and list(noisy.sum(0)) == [6] * t
+  np.testing.assert_array_equal(data.train_info["noisy"], noisy[:, 0])
+  for k in range(t):   # the NumPy statement: each task its own draw, then −0.5
+    rows = rng.choice(30, 6, replace=False)
+    assert set(rows) == set(np.flatnonzero(noisy[:, k]))
+    got = data.train_targets[k][:, 0]
+    np.testing.assert_array_equal(got[rows], np.float32(-0.5))
+    np.testing.assert_allclose(got[~noisy[:, k]], y[k, perm[:30]][~noisy[:, k]], rtol=1e-6,
+                               atol=1e-7)
+  # The option changes the noise only.
+  np.testing.assert_array_equal(data.train_inputs, main.train_inputs)
+  for s in ("dev", "test"):
+    for a, b in zip(_split(data, s)[1], _split(main, s)[1]):
+      np.testing.assert_array_equal(a, b)
+  assert not main.train_info["noisy_tasks"][:, 1:].any()
+
+
 def test_default_sizes_and_noise_fraction():
-  data = get_dataset("toy_regression", main_noise=0.3, seed=1)
+  data = get_dataset("toy_regression", noise=0.3, seed=1)
   assert data.num_tasks == 2 and data.input_shape == (250,)
   assert [len(_split(data, s)[0]) for s in SPLITS] == [600, 200, 200]
   assert data.train_info["noisy"].sum() == 180
@@ -77,9 +104,9 @@ def test_default_sizes_and_noise_fraction():
 
 
 def test_deterministic_in_seed():
-  a = load_toy_regression(num_samples=40, input_dim=5, main_noise=0.5, seed=0)
-  b = load_toy_regression(num_samples=40, input_dim=5, main_noise=0.5, seed=0)
-  c = load_toy_regression(num_samples=40, input_dim=5, main_noise=0.5, seed=1)
+  a = load_toy_regression(num_samples=40, input_dim=5, noise=0.5, seed=0)
+  b = load_toy_regression(num_samples=40, input_dim=5, noise=0.5, seed=0)
+  c = load_toy_regression(num_samples=40, input_dim=5, noise=0.5, seed=1)
   for s in SPLITS:
     np.testing.assert_array_equal(_split(a, s)[0], _split(b, s)[0])
     for ya, yb in zip(_split(a, s)[1], _split(b, s)[1]):
@@ -94,8 +121,9 @@ def test_zero_noise_marks_nothing():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(main_noise=1.5), "main_noise"),
+    (dict(noise=1.5), "noise"),
     (dict(noise_kind="flip"), "noise_kind"),
+    (dict(noise_tasks="aux"), "noise_tasks"),
     (dict(num_tasks=3, sigmas=(1.0, 1.0)), "sigmas"),
     (dict(num_samples=3), "num_samples"),
     (dict(num_tasks=0), "num_tasks"),

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from experiments import compare as C
+from experiments.report import load_config_module
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 TOY = os.path.join(ROOT, "configs", "slgrad_toy.py")
 # A tiny toy problem: 100 examples (60/20/20), 8 inputs, 3 steps.
 TINY = {"data.kwargs.num_samples": 100, "data.kwargs.input_dim": 8,
-        "data.batch_size": 8, "data.dev_batch_size": 8, "data.kwargs.main_noise": 0.2}
+        "data.batch_size": 8, "data.dev_batch_size": 8, "data.kwargs.noise": 0.2}
 
 
 def test_parse_seeds():
@@ -38,6 +39,30 @@ def test_accuracy_table_mean_sample_std_ci_and_dev():
   assert lines[2] == (f"| stl | 91.00 ± {s:.2f} | {12.7062 * s / np.sqrt(2):.2f} | "
                       f"82.00 ± {np.std([80.0, 84.0], ddof=1):.2f} | 2 | 12 |")
   assert lines[3].startswith("| maoal | 95.50 ± ")
+  # The best mean dev score names the selection (maoal: dev 90 > 82).
+  assert lines[-1].endswith(": maoal")
+
+
+def test_named_grid_of_variants():
+  module = load_config_module(os.path.join(ROOT, "configs", "aang_citation_intent.py"))
+  assert C.resolve_variants(module, ["@META_GRID"]) == list(module.META_GRID)
+  assert C.resolve_variants(module, None) == list(module.VARIANTS)
+  assert C.resolve_variants(module, ["aang", "stl"]) == ["aang", "stl"]
+  with pytest.raises(ValueError, match="no tuple NOPE"):
+    C.resolve_variants(module, ["@NOPE"])
+
+
+def test_grid_selection_is_on_dev_never_test():
+  """Variant b has the better test score, a the better dev score: a is selected; for a
+  lower-is-better metric the lower dev value wins."""
+  runs = [{"variant": v, "seed": 0, "select": "macro_f1", "test_macro_f1": t,
+           "best_dev_macro_f1": d, "wall_seconds": 1.0}
+          for v, t, d in (("a", 0.5, 0.7), ("b", 0.9, 0.6))]
+  assert C.summarize(runs)["best_on_dev"] == "a"
+  runs = [{"variant": v, "seed": 0, "select": "neg_mse", "test_mse": t,
+           "best_dev_neg_mse": -d, "wall_seconds": 1.0}
+          for v, t, d in (("a", 0.5, 0.1), ("b", 0.1, 0.2))]
+  assert C.summarize(runs)["best_on_dev"] == "a"
 
 
 def test_lower_is_better_metric_from_neg_select():
@@ -73,7 +98,7 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
     assert tm["select"] == "neg_mse" and tm["test_mse"] == pytest.approx(-tm["test_neg_mse"])
     assert cfg["seed"] == r["seed"] and cfg["optim"]["num_steps"] == 3
     assert cfg["data"]["kwargs"]["num_samples"] == 100   # the overrides reached the run
-    assert cfg["data"]["kwargs"]["main_noise"] == 0.2
+    assert cfg["data"]["kwargs"]["noise"] == 0.2
     assert r["test_mse"] == tm["test_mse"]
   row = payload["summary"]["variants"]["slgrad"]
   mses = [r["test_mse"] for r in runs if r["variant"] == "slgrad"]

@@ -130,3 +130,33 @@ def test_attittud_basis_map_equals_vmap():
          for b in ("vmap", "map")]
   _allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
   assert float(jnp.max(jnp.abs(got[0]["a"]))) > 0.1
+
+
+def test_main_fresh_draws_main_examples_apart_from_the_batch():
+  """`LossFns.main_fresh` (ATTITTUD's g*): n main-task losses from a stream of their
+  own: other rows than the step's batch, a pure function of the step."""
+  from aux_jax.data import sampler
+  from aux_jax.train import problems
+
+  keys = problems.Keys(*jax.random.split(jax.random.key(0), 4))
+  count, n_max, b, n = 60, 64, 12, 5
+  same = 0
+  for step in range(6):
+    fresh = np.asarray(problems.fresh_main_indices(keys, step, count, n, n_max))
+    again = np.asarray(problems.fresh_main_indices(keys, step, count, n, n_max))
+    batch = np.asarray(sampler.task_batch_indices(keys.data, step, [count, count], b,
+                                                  n_max)[0])
+    np.testing.assert_array_equal(fresh, again)
+    assert len(set(fresh)) == n and fresh.min() >= 0 and fresh.max() < count
+    same += set(fresh) <= set(batch)
+  assert same == 0      # never a subset of the batch (the original's fresh subsample)
+
+  exp, state = _experiment()
+  losses, g = _jit(exp, lambda losses, params: (
+      losses.main_fresh(params, 5)[0],
+      jax.grad(lambda p: jnp.mean(losses.main_fresh(p, 5)[0]))(params)))(state)
+  assert losses.shape == (5,) and np.all(np.isfinite(losses)) and np.all(losses > 0)
+  g_batch = _jit(exp, lambda losses, params: jax.grad(
+      lambda p: jnp.mean(losses.per_sample(p)[0][0]))(params))(state)
+  assert not np.allclose(np.asarray(g["heads"]["kernel"][0]),
+                         np.asarray(g_batch["heads"]["kernel"][0]))

@@ -360,7 +360,8 @@ def test_attittud_main_samples_subsample_g_star():
   params, losses, task_loss = _tiny()
   m = 2
   g_sub = jax.grad(lambda p: jnp.mean(task_loss(p, 0)[B - m:]))(params)
-  method = _attittud(params, num_basis=3, lambdas=(0.0, 0.0, 1.0), main_samples=m)
+  method = _attittud(params, num_basis=3, lambdas=(0.0, 0.0, 1.0), main_samples=m,
+                     main_draw="batch")
   grads, state, _, _ = _run(method, params, losses, method.init(None).state)
   v = _basis_rows(state.basis)
   gs = _task_grads(params, task_loss)
@@ -372,6 +373,54 @@ def test_attittud_main_samples_subsample_g_star():
                              rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(np.asarray(grads["heads"]["kernel"][0]),
                              np.asarray(g_sub["heads"]["kernel"][0]), rtol=1e-5, atol=1e-7)
+
+
+def test_attittud_g_star_from_examples_independent_of_the_basis_batch():
+  """main_draw="independent" (the default): g* and the main head's gradient come from
+  `LossFns.main_fresh`'s examples, never from the batch that builds the basis; the
+  basis and the auxiliary gradient are unchanged."""
+  params, losses, task_loss = _tiny()
+  m = 2
+  xf = jax.random.normal(jax.random.key(7), (m, D)) - 0.5   # other examples
+  yf = jnp.asarray([1, 0])
+
+  def fresh_loss(p):
+    h = jnp.tanh(xf @ p["backbone"]["l1"]["kernel"] + p["backbone"]["l1"]["bias"])
+    h = jnp.tanh(h @ p["backbone"]["l2"]["kernel"] + p["backbone"]["l2"]["bias"])
+    logits = h @ p["heads"]["kernel"][0] + p["heads"]["bias"][0]
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits), yf[:, None], 1)[:, 0]
+
+  calls = []
+
+  def main_fresh(p, n):
+    calls.append(n)
+    return fresh_loss(p), None
+
+  fresh = losses._replace(main_fresh=main_fresh)
+  g_fresh = jax.grad(lambda p: jnp.mean(fresh_loss(p)))(params)
+  lam = (0.0, 0.0, 1.0)
+  method = _attittud(params, num_basis=3, lambdas=lam, main_samples=m)
+  grads, state, _, _ = _run(method, params, fresh, method.init(None).state)
+  assert calls and set(calls) == {m}
+  v = _basis_rows(state.basis)
+  # The basis is the batch's (the same as with the in-batch draw).
+  batch_method = _attittud(params, num_basis=3, lambdas=lam, main_samples=m,
+                           main_draw="batch")
+  _, state_b, _, _ = _run(batch_method, params, losses, batch_method.init(None).state)
+  np.testing.assert_allclose(v, _basis_rows(state_b.basis), atol=1e-6)
+  gs = _task_grads(params, task_loss)
+  aux = sum(_flat(x["backbone"]) for x in gs[1:])
+  p, p_star = v @ aux, v @ _flat(g_fresh["backbone"])
+  np.testing.assert_allclose(_flat(grads["backbone"]), v.T @ (p * (p * p_star <= 0)),
+                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(grads["heads"]["kernel"][0]),
+                             np.asarray(g_fresh["heads"]["kernel"][0]), rtol=1e-5,
+                             atol=1e-7)
+  # The auxiliary heads are unchanged by the draw (λ⊥ = 0 here: zero either way).
+  np.testing.assert_array_equal(np.asarray(grads["heads"]["kernel"][1:]), 0.0)
+  # Without main_fresh the independent draw is refused (never a silent overlap).
+  with pytest.raises(ValueError, match="main_fresh"):
+    _run(method, params, losses, method.init(None).state)
 
 
 def test_attittud_refreshes_the_basis_exactly_every_pca_every_steps():

@@ -83,3 +83,64 @@ def test_maoal_weights_the_random_task_below_the_helpful_one_in_dense(full_run, 
   helpful = omega[names.index("aux_digit"), dense]
   harmful = omega[names.index("aux_random"), dense]
   assert harmful < helpful - 0.05, (names, omega)
+
+
+def _scripted_run(tmp_path, dev_scores, ties, patience=0):
+  """The loop over a scripted experiment: dev score ``dev_scores[i]`` at evaluation
+  i (every step), test score = the evaluated step."""
+  import jax.numpy as jnp
+  import ml_collections
+  from aux_jax.train.loop import Experiment  # noqa: F401 (the protocol it follows)
+  from typing import NamedTuple
+
+  class State(NamedTuple):
+    step: object
+
+  class Scripted(NamedTuple):
+    name: str = "scripted"
+    select: str = "score"
+    init: object = lambda: State(jnp.zeros((), jnp.int32))
+    lower_step: object = lambda s: (State(s.step + 1), {"loss": 0.0})
+    upper_step: object = None
+    upper_every: int = 1
+    model: object = lambda s: {"step": s.step}
+    evaluate: object = None
+    counters: object = lambda s: {}
+    info: dict = {}
+    finish: object = None
+    init_from: object = None
+    mesh: object = None
+
+  def evaluate(model, split):
+    i = int(model["step"])
+    return {"dev_score": dev_scores[i - 1]} if split == "dev" else {"test_score": i}
+
+  c = ml_collections.ConfigDict({
+      "optim": {"num_steps": len(dev_scores)},
+      "train": {"log_every": 1, "eval_every": 1, "checkpoint_every": 100,
+                "keep_checkpoints": 1, "select": "", "patience": patience,
+                "select_ties": ties}})
+  return train_and_evaluate(c, str(tmp_path / ties), experiment=Scripted(evaluate=evaluate))
+
+
+def test_select_ties_first_or_last_of_equal_dev_scores(tmp_path):
+  """train.select_ties: "first" keeps the earliest of equal best dev scores, "last"
+  the latest (AuxiLearn's >=); nothing else changes (same best value, a strictly
+  better score wins either way)."""
+  scores = [0.2, 0.5, 0.3, 0.5, 0.1, 0.5, 0.4]     # best 0.5 at evaluations 2, 4, 6
+  first, last = (_scripted_run(tmp_path, scores, t) for t in ("first", "last"))
+  assert (first["best_step"], first["test_score"]) == (2, 2)
+  assert (last["best_step"], last["test_score"]) == (6, 6)
+  assert first["best_dev_score"] == last["best_dev_score"] == pytest.approx(0.5)
+  # float32 ties: 0.1 + 0.2 and 0.3 differ in float64, not in the stored float32.
+  assert _scripted_run(tmp_path / "f", [0.3, 0.1 + 0.2], "last")["best_step"] == 2
+  up = [0.1, 0.2, 0.3]
+  assert _scripted_run(tmp_path / "u", up, "first")["best_step"] == 3
+  assert _scripted_run(tmp_path / "v", up, "last")["best_step"] == 3
+  # Patience counts evaluations since the best was last replaced (a tie replaces it
+  # under "last": the original's "stop when the last N are all below the max").
+  flat = [0.5, 0.5, 0.5, 0.5]
+  assert _scripted_run(tmp_path / "p", flat, "first", patience=2)["steps"] == 3
+  assert _scripted_run(tmp_path / "q", flat, "last", patience=2)["steps"] == 4
+  with pytest.raises(ValueError, match="select_ties"):
+    _scripted_run(tmp_path / "x", flat, "middle")

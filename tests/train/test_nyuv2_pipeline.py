@@ -113,8 +113,14 @@ def test_conv_auxiliary_network_end_to_end(root, tmp_path):
   losses = exp.losses_at(state, 0)
   per_sample, _ = losses.per_sample(state.params)
   maps, valid, _ = losses.per_pixel(state.params)
-  np.testing.assert_allclose(per_sample, maps.sum((2, 3)) / np.maximum(valid.sum((2, 3)), 1),
-                             rtol=1e-5)
+  # The config's original loss arithmetic: per sample Σ map·weights / Σ weights, the
+  # segmentation over all pixels, the normal map 1 outside the depth mask.
+  assert c.data.loss_convention == "original"
+  np.testing.assert_allclose(
+      per_sample, (maps * valid).sum((2, 3)) / np.maximum(valid.sum((2, 3)), 1), rtol=1e-5)
+  assert np.all(np.asarray(valid[0]) == 1)
+  outside = np.asarray(valid[2]) == 0
+  assert outside.any() and np.all(np.asarray(maps[2])[outside] == 1.0)
   assert per_sample.shape == (3, 3)
 
   summary = train_and_evaluate(c, str(tmp_path), experiment=exp, progress=lambda _: None)

@@ -48,8 +48,9 @@ def _weights(losses, params, direction_key):
 
 def test_slgrad_down_weights_corrupted_main_task_samples():
   c = slgrad_toy.get_config("slgrad")
-  c.data.kwargs.main_noise = 0.3
+  c.data.kwargs.noise = 0.3
   c.data.kwargs.noise_kind = "constant"
+  c.data.kwargs.noise_tasks = "main"   # the behaviour under test: noisy main rows
   # One device: the behaviour, not data parallelism, is under test (and 8 fake CPU
   # devices on a loaded 2-core machine are slow).
   c.mesh = ml_collections.ConfigDict({"num_devices": 1})
@@ -100,3 +101,60 @@ def test_slgrad_down_weights_corrupted_main_task_samples():
   assert ratio(w_slgrad) < 0.5, ratio(w_slgrad)
   # Control: alignment with a direction unrelated to the dev set does not down-weight them.
   assert ratio(w_rand) > 0.5, ratio(w_rand)
+
+
+def test_look_ahead_option_is_the_originals_two_updates_per_batch():
+  """method.kwargs.look_ahead: per batch, an update with the previous batch's W
+  (1/(T·B) at first), then W at the updated parameters and a second update
+  (Dynamic_weighting.py:421-500); look_ahead=False is that second kind of update
+  alone, one per batch. Re-derived here with the optimizer and the rule's functions."""
+  import optax
+  from aux_jax.train import optimizers
+
+  def config(look_ahead):
+    c = slgrad_toy.get_config("slgrad")
+    c.data.kwargs.update(num_samples=60, input_dim=6)
+    c.data.batch_size = 4
+    c.model.kwargs = {"hidden": (5,)}
+    c.method.kwargs.look_ahead = look_ahead
+    c.mesh = ml_collections.ConfigDict({"num_devices": 1})
+    return c
+
+  c = config(True)
+  data = get_dataset(c.data.name, **dict(c.data.kwargs))
+  exp, plain = build_experiment(c, data), build_experiment(config(False), data)
+  assert exp.method.updates_per_batch == 2 and plain.method.updates_per_batch == 1
+  tx = optimizers.lower_optimizer(c.optim)
+  state = exp.init()
+  t, b = 2, 4
+
+  def update(params, opt, losses, w):
+    g = jax.grad(lambda p: jnp.sum(w / b * losses.per_sample(p)[0]))(params)
+    u, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, u), opt
+
+  def fresh_w(params, losses):
+    merge = lambda bb: {"backbone": bb, "heads": params["heads"]}
+    g_val = jax.grad(lambda bb: losses.dev(merge(bb)))(params["backbone"])
+    return slgrad_weights(sample_alignments(lambda bb: losses.per_sample(merge(bb))[0],
+                                            params["backbone"], g_val))
+
+  params, opt = state.params, state.opt_state
+  w = jnp.full((t, b), 1.0 / (t * b))
+  s = state
+  for step in range(3):
+    losses = exp.losses_at(s, step)
+    params, opt = update(params, opt, losses, w)           # the look-ahead update
+    w = fresh_w(params, losses)
+    params, opt = update(params, opt, losses, w)           # the final update
+    s, metrics = exp.lower_step(s)
+    for x, y in zip(jax.tree.leaves(s.params), jax.tree.leaves(params)):
+      np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["main_sample_weights"], w[0], rtol=1e-5, atol=1e-7)
+  # The default: one update per batch with the fresh W (same data, same init).
+  p0 = plain.init()
+  losses = plain.losses_at(p0, 0)
+  want, _ = update(p0.params, p0.opt_state, losses, fresh_w(p0.params, losses))
+  got, _ = plain.lower_step(p0)
+  for x, y in zip(jax.tree.leaves(got.params), jax.tree.leaves(want)):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)

@@ -38,6 +38,12 @@ def test_each_table_row_is_a_config_choice(module, variant, tmp_path):
   assert first.data.kwargs.primary_only is primary_only
   assert first.data.kwargs.seed == 3  # the data subset follows the run seed
   assert first.optim.lr == (1e-4 if method == "attittud" else 1e-3)
+  # The original trains without augmentation (data.augment=True: our crop + flip);
+  # g* from examples drawn apart from the basis's.
+  assert first.data.augment is False and first.data.crop_pad == 4
+  if method == "attittud":
+    assert first.method.kwargs.main_draw == "independent"
+    assert first.method.kwargs.main_samples == 32
   if n_phases == 2:
     second = phases[1][1]
     assert second.method.name == "stl" and dict(second.method.kwargs) == {}

@@ -41,7 +41,7 @@ def weights_over_training(records: Sequence[dict], path: str, *,
   steps = np.array([r["step"] for r in rows])
   weights = np.array([r["weights"] for r in rows], np.float32)
   if weights.ndim == 2:  # [records, K] -> one panel
-    weights, panels = weights[:, :, None], ["all modules"]
+    weights, panels = weights[:, :, None], ["per task (whole network)"]
   else:                  # [records, K, M]
     panels = list(module_names)
   fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1.6, 3.2),

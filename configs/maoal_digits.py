@@ -10,9 +10,11 @@ See `aux_jax.data.digits`. Runs in under a minute on a 2-core CPU.
 The optional argument after ':' names the method (any of `aux_jax.methods.METHODS`:
 stl | equal | unif | gcs | auxl | maoal | pcgrad | cagrad | gradnorm | olaux | slgrad |
 attittud | taskgen; default maoal) and sets that method's own upper-level settings;
-``maoal_convergent`` is MAOAL with the library's recommended upper level (α-scaled
-series, a diverged one skipped; `configs.common.maoal_convergent`). The original's
-α = 1 without prefactor, applied even when the series grows::
+``maoal_<estimator>`` is MAOAL with another upper-level estimator
+(`configs.common.MAOAL_ESTIMATORS`: ``original`` — the paper's α = 1 series applied even
+when it grows —, ``convergent``, ``auto``, ``ridge``), and ``equal_helpful`` is `equal`
+without the harmful ``aux_random`` task (an oracle that knows which task hurts; the
+same split and labels, `aux_jax.data.digits`). The original's estimator by hand::
 
     python -m experiments.train --config=configs/maoal_digits.py \
       --config.hyper.on_diverged=apply --config.hyper.solver_kwargs.neumann.step=1.0 \
@@ -20,8 +22,11 @@ series, a diverged one skipped; `configs.common.maoal_convergent`). The original
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import common
+
+HELPFUL = ("aux_digit", "aux_parity", "aux_ge5")  # every auxiliary task but aux_random
 
 
 # The compare launcher's default rows (`experiments.compare --variants` overrides).
@@ -30,8 +35,13 @@ VARIANTS = ("stl", "equal", "gcs", "auxl", "maoal")  # the README table
 def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c = common.base()
   c.data = common.data("digits", batch_size=32, dev_batch_size=50, crop_pad=1)
+  # Which auxiliary tasks to load (None: all four), e.g. --config.data.kwargs.tasks=...
+  c.data.kwargs.tasks = config_dict.placeholder(tuple)
   c.model = common.model("small_cnn")
   method = method or "maoal"
+  if method == "equal_helpful":
+    c.variant = method
+    method, c.data.kwargs.tasks = "equal", HELPFUL
   c.method = common.method(method, partition="module_wise")
   c.optim = common.optim("sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                          schedule="cosine", num_steps=1500)

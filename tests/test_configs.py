@@ -48,3 +48,27 @@ def test_slgrad_configs_run_slgrads_gcs(name):
   kw = module.get_config("gcs").method.kwargs
   assert (kw.per_layer, kw.unit_layers) == (True, True)
   assert "per_layer" not in module.get_config("unif").method.kwargs
+
+
+def test_maoal_estimator_variants_set_what_they_name():
+  """maoal_<estimator> changes only the upper level (and keeps method maoal); the
+  digits oracle ``equal_helpful`` is equal without aux_random."""
+  from configs import common
+  module = load_config_module(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                           "maoal_digits.py"))
+  base = module.get_config("maoal").to_dict()
+  for name in common.MAOAL_ESTIMATORS:
+    c = module.get_config(f"maoal_{name}")
+    assert c.method.name == "maoal"
+    changed = {k for k in base if c.to_dict()[k] != base[k]}
+    assert changed <= {"hyper"}, (name, changed)
+  neumann = lambda v: module.get_config(v).hyper.solver_kwargs.neumann
+  assert (neumann("maoal_original").step, neumann("maoal_original").scale_by_step) == (1.0, False)
+  assert module.get_config("maoal_original").hyper.on_diverged == "apply"
+  assert neumann("maoal_auto").auto_step and not neumann("maoal").auto_step
+  assert (neumann("maoal_ridge").ridge, neumann("maoal_ridge").steps) == (1.0, 10)
+  with pytest.raises(ValueError, match="unknown MAOAL estimator"):
+    module.get_config("maoal_bogus")
+  oracle = module.get_config("equal_helpful")
+  assert oracle.method.name == "equal" and "aux_random" not in oracle.data.kwargs.tasks
+  assert module.get_config("equal").data.kwargs.tasks is None

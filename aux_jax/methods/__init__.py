@@ -10,7 +10,7 @@ from aux_jax.methods.adaptive import gradnorm, olaux
 from aux_jax.methods.attittud import attittud
 from aux_jax.methods.auxl import auxl
 from aux_jax.methods.base import LossFns, Method, MethodState, TaskSpec, per_task_grads
-from aux_jax.methods.fixed import equal, fixed_weights, stl, unif
+from aux_jax.methods.fixed import equal, fixed, fixed_weights, stl, unif
 from aux_jax.methods.gcs import gcs
 from aux_jax.methods.maoal import maoal
 from aux_jax.methods.slgrad import slgrad
@@ -22,6 +22,7 @@ _REGISTRY = {
     "stl": (lambda t, p, s, **kw: stl(t), False),
     "equal": (lambda t, p, s, **kw: equal(t), False),
     "unif": (lambda t, p, s, **kw: unif(t), False),
+    "fixed": (lambda t, p, s, **kw: fixed(t, **kw), False),
     "gcs": (lambda t, p, s, **kw: gcs(t, **kw), False),
     "auxl": (lambda t, p, s, **kw: auxl(t, **kw), False),
     "maoal": (lambda t, p, s, **kw: maoal(t, p, **kw), True),
@@ -54,7 +55,7 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
       primary_weight, main_samples, main_draw; ``taskgen``: aux_weight, learn_labeler,
       labeler_features, combiner, aux_scale. ``pcgrad`` takes none (a TypeError on
-      any); ``gcs``: per_layer, unit_layers; ``stl``/``equal``/``unif`` ignore them.
+      any); ``gcs``: per_layer, unit_layers; ``fixed``: weights (one per auxiliary task); ``stl``/``equal``/``unif`` ignore them.
 
   Raises:
     ValueError: unknown name, or a missing partition.

@@ -3,6 +3,7 @@
     stl:    G = ∇_θ ℓ₀                         (single-task learning: the main loss alone)
     equal:  G = ∇_θ (ℓ₀ + Σ_{k=1..K} ℓ_k)      (every auxiliary loss with weight 1)
     unif:   G = ∇_θ (1/T) Σ_{t=0..K} ℓ_t       (uniform weights, the SLGrad papers' "Unif")
+    fixed:  G = ∇_θ (ℓ₀ + Σ_k w_k ℓ_k)          (given weights w, e.g. an oracle's)
 
 One backward pass of the weighted sum of the batch-mean task losses.
 """
@@ -40,3 +41,18 @@ def equal(num_tasks: int) -> Method:
 
 def unif(num_tasks: int) -> Method:
   return fixed_weights("unif", jnp.full(num_tasks, 1.0 / num_tasks))
+
+
+def fixed(num_tasks: int, weights=None) -> Method:
+  """Given auxiliary weights ``weights`` f32[K] (K = T − 1; the main task's is 1).
+
+  Raises:
+    ValueError: ``weights`` missing, of the wrong length, or negative.
+  """
+  if weights is None:
+    raise ValueError("method fixed needs method.kwargs.weights (one per auxiliary task)")
+  w = [float(x) for x in weights]
+  if len(w) != num_tasks - 1 or min(w, default=0.0) < 0:
+    raise ValueError(f"method fixed: weights must be {num_tasks - 1} non-negative "
+                     f"numbers (one per auxiliary task), got {tuple(weights)}")
+  return fixed_weights("fixed", [1.0, *w])

@@ -81,6 +81,18 @@ def test_sll_equal_unif():
   _close(_direction("unif", params, losses)[0], _wsum(gs, [1.0 / T] * T))
 
 
+def test_fixed_weights_are_the_given_ones():
+  params, losses, mean_loss = _tiny()
+  gs = _task_grads(params, mean_loss)
+  w = [0.5, 0.0, 2.0]
+  g, metrics = _direction("fixed", params, losses, weights=w)
+  _close(g, _wsum(gs, [1.0] + w))
+  np.testing.assert_array_equal(metrics["weights"], w)
+  for bad in (None, [1.0, 1.0], [1.0, -1.0, 1.0]):
+    with pytest.raises(ValueError, match="weights"):
+      get_method("fixed", T, weights=bad)
+
+
 def test_gcs_adds_only_agreeing_auxiliary_gradients():
   params, losses, mean_loss = _tiny()
   gs = _task_grads(params, mean_loss)

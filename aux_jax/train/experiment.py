@@ -34,7 +34,7 @@ from aux_jax.methods import LossFns, Method, MethodState, get_method
 from aux_jax.models import get_backbone
 from aux_jax.partition import Partition, make_partition, partition_rules
 from aux_jax import sharding
-from aux_jax.train import optimizers, problems
+from aux_jax.train import nonfinite, optimizers, problems
 from aux_jax.train.plateau import step_plateau
 
 PyTree = Any
@@ -49,6 +49,7 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
   method: MethodState             # φ and the method's own state
   meta_state: MetaState           # upper-level optimizer
+  guard: nonfinite.Guard          # non-finite updates skipped (aux_jax.train.nonfinite)
 
 
 class Experiment(NamedTuple):
@@ -118,6 +119,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
                         projection=method.projection,
                         on_diverged=cfg.hyper.get("on_diverged", "skip"))
   step_key = keys.step
+  limit = nonfinite.limit_from_config(cfg)
 
   @functools.partial(jax.jit, out_shardings=replicated)
   def init() -> TrainState:
@@ -127,7 +129,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params,
         batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-        method=mstate, meta_state=meta.init(mstate.phi))
+        method=mstate, meta_state=meta.init(mstate.phi), guard=nonfinite.init())
 
   def losses_at(state: TrainState, step) -> LossFns:
     """The training and dev losses of the batches of `step`."""
@@ -141,8 +143,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   step_jit = functools.partial(jax.jit, donate_argnums=donate, in_shardings=(replicated,),
                                out_shardings=replicated)
 
-  @step_jit
-  def lower_jit(state: TrainState):
+  def lower_raw(state: TrainState):
     losses = losses_at(state, state.step)
     key = jax.random.fold_in(jax.random.fold_in(step_key, state.step), 1)
     grads, mstate, new_stats, metrics = method.direction(
@@ -156,8 +157,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
         method=MethodState(state.method.phi, mstate))
     return new_state, metrics
 
-  @step_jit
-  def upper_jit(state: TrainState):
+  def upper_raw(state: TrainState):
     """One hypergradient step on φ, on the batch of the lower step just taken."""
     last = state.step - 1
     losses = losses_at(state, last)
@@ -194,6 +194,10 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     phi, meta_state, metrics = meta.update(hg, info, state.meta_state, state.method.phi)
     metrics["dev_loss"] = info.val_loss  # evaluated once, inside the hypergradient
     return state._replace(method=MethodState(phi, mstate), meta_state=meta_state), metrics
+
+  # A non-finite loss or update is not applied, and counted (train.on_nonfinite).
+  lower_jit = step_jit(nonfinite.guarded(lower_raw, "lower", limit))
+  upper_jit = step_jit(nonfinite.guarded(upper_raw, "upper", limit))
 
   def lower_step(state: TrainState):
     """One lower-level step: ``state -> (state, metrics)`` (jitted)."""

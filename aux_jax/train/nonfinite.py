@@ -5,8 +5,8 @@ state is a NamedTuple with an ``i32[]`` field ``step`` and a `Guard` field ``gua
 After the step it tests, on device (no host read):
 
     ok = every loss metric (a name starting with "loss" or ending in "loss") is finite
-         and every floating leaf of the new state (parameters, optimizer state, φ, ...)
-         is finite
+         and every floating element of the new state (parameters, optimizer state,
+         φ, ...) is finite or unchanged (an initial +inf sentinel is no divergence)
 
 If not ``ok`` the update is not applied: the new state is the old one with only
 ``step`` advanced (as ``optax.apply_if_finite`` does for one optimizer, here for the
@@ -108,8 +108,14 @@ def _is_loss(name: str) -> bool:
   return name.startswith("loss") or name.endswith("loss")
 
 
-def _floating(tree: PyTree) -> list:
-  return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+def _finite_or_unchanged(new: PyTree, old: PyTree) -> jax.Array:
+  """bool[]: every floating element of ``new`` is finite or equal to its value in
+  ``old`` (a sentinel such as the plateau rule's initial best value +inf is no
+  divergence; NaN never equals itself)."""
+  oks = [jnp.all(jnp.isfinite(n) | (n == o)) for n, o in zip(jax.tree.leaves(new),
+                                                              jax.tree.leaves(old))
+         if jnp.issubdtype(jnp.result_type(n), jnp.inexact)]
+  return jnp.all(jnp.stack(oks)) if oks else jnp.array(True)
 
 
 def guarded(step_fn: Callable[..., tuple[PyTree, dict]], level: str, limit: int
@@ -138,7 +144,7 @@ def guarded(step_fn: Callable[..., tuple[PyTree, dict]], level: str, limit: int
     checks = [(_code(f"{level}-level {k}"), all_finite(v))
               for k, v in metrics.items() if _is_loss(k)]
     checks.append((_code(f"{level}-level update (parameters or optimizer state)"),
-                   all_finite(_floating(new._replace(guard=old_guard)))))
+                   _finite_or_unchanged(new._replace(guard=None), state._replace(guard=None))))
     finite = jnp.stack([c for _, c in checks])
     ok = jnp.all(finite)
     what = jnp.asarray([c for c, _ in checks], jnp.int32)[jnp.argmin(finite)]

@@ -126,11 +126,11 @@ def run_two_phase(config: ml_collections.ConfigDict, workdir: str,
     phases[name] = loop.train_and_evaluate(
         cfg, os.path.join(workdir, name), progress=lambda line, n=name: progress(f"[{n}] {line}"))
     final = name
-    if phases[name]["status"] == "diverged":  # the result is this phase's; no next one
+    if phases[name].get("status") == "diverged":  # the result is this phase's; no next one
       break
   finetune = config.get("finetune", None)
   if (final == "finetune" and finetune is not None and finetune.get("keep_if_better", False)
-      and phases[final]["status"] != "diverged"):
+      and phases[final].get("status") != "diverged"):
     # AANG's rule (scripts/autoaux.py:466-473): the fine-tuned model counts only if its
     # best dev score beats the pretrained one's.
     key = f"best_dev_{phases['pretrain']['select']}"

@@ -32,6 +32,7 @@ NAN_STEP = 10  # tiny configs: checkpoints every 8 steps, logs every 2, evaluati
 class Toy(NamedTuple):
   step: jax.Array
   p: jax.Array
+  best: jax.Array  # an unchanged +inf sentinel (as the plateau rule's) is no divergence
   guard: nonfinite.Guard
 
 
@@ -43,7 +44,7 @@ def _toy_step(state, x):
 def test_guard_skips_counts_and_records_the_step_past_the_limit():
   step = jax.jit(nonfinite.guarded(_toy_step, "lower", limit=2))
   upper = jax.jit(nonfinite.guarded(lambda s: (s._replace(p=s.p * jnp.nan), {}), "upper", 2))
-  state = Toy(jnp.int32(0), jnp.float32(0.5), nonfinite.init())
+  state = Toy(jnp.int32(0), jnp.float32(0.5), jnp.float32(jnp.inf), nonfinite.init())
   state, m = step(state, 1.0)
   assert float(state.p) == pytest.approx(0.5 - 0.1 * 2 * (0.5 - 1.0))  # applied
   assert int(m["nonfinite_skipped"]) == 0 and int(state.guard.skipped) == 0
@@ -65,7 +66,7 @@ def test_guard_skips_counts_and_records_the_step_past_the_limit():
 
 def test_stop_mode_records_the_first_non_finite_step_and_poison_is_one_step():
   step = jax.jit(nonfinite.guarded(_toy_step, "lower", limit=0))
-  state = Toy(jnp.int32(0), jnp.float32(0.5), nonfinite.init())
+  state = Toy(jnp.int32(0), jnp.float32(0.5), jnp.float32(jnp.inf), nonfinite.init())
   state, _ = step(state, 1.0)
   state, m = step(nonfinite.poison(state), 1.0)  # the nan_loss failpoint's NaN
   assert np.isnan(float(m["loss"])) and int(state.guard.stop_step) == 2

@@ -312,7 +312,9 @@ def load_init(path: str, exp: Experiment, state: PyTree) -> tuple[PyTree, dict]:
                             "(test_metrics.json), so its task names are unknown")
   with open(summary_path) as f:
     summary = json.load(f)
-  with _manager(parent, None) as manager:
+  # Read-only: the source run may still be writing (no cleanup of its temporaries).
+  with ocp.CheckpointManager(parent, options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False)) as manager:
     if int(name) not in manager.all_steps():
       raise FileNotFoundError(f"train.init_from={path!r}: no such checkpoint (there are "
                               f"{sorted(manager.all_steps())})")
@@ -497,7 +499,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       f"final_test_{select}": final_test.get(f"test_{select}"),
       **({f"{test_key}_max_over_epochs": float(loop.test_max),
           f"{test_key}_max_over_epochs_step": int(loop.test_max_step)}
-         if track_test_max else {}),
+         if track_test_max and np.isfinite(float(loop.test_max)) else
+         {f"{test_key}_max_over_epochs": None} if track_test_max else {}),
       **counters(loop.state),
       "train_seconds": time.time() - t0,
       "steps": int(loop.state.step),
@@ -530,8 +533,8 @@ def _divergence(stopped: tuple[int, int], last_checkpoint: Optional[int], workdi
     what = (f"non-finite {quantity} at step {step} (train.on_nonfinite=stop; "
             "=skip skips such updates)")
   else:
-    what = (f"more than {limit} non-finite updates in a row, the last a non-finite "
-            f"{quantity} at step {step} (train.on_nonfinite=skip, "
+    what = (f"more than {limit} non-finite updates in a row, the one past the limit a "
+            f"non-finite {quantity} at step {step} (train.on_nonfinite=skip, "
             f"train.max_consecutive_nonfinite={limit})")
   path = (None if last_checkpoint is None else
           os.path.join(os.path.abspath(workdir), "checkpoints", str(last_checkpoint)))

@@ -158,23 +158,29 @@ def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
 def train(*, log_every: int, eval_every: int, checkpoint_every: int,
           keep_checkpoints: int = 2, select: str = "", patience: int = 0,
           init_from: str = "", track_test_max: bool = False,
-          select_ties: str = "first") -> ml_collections.ConfigDict:
+          select_ties: str = "first", on_nonfinite: str = "stop",
+          max_consecutive_nonfinite: int = 10) -> ml_collections.ConfigDict:
   """The ``train`` section (`aux_jax.train.loop`).
 
   ``select``: the dev metric for model selection, higher is better ("" = the
   experiment's own: accuracy, neg_mse, miou_dataset, macro_f1, ...); ``patience``: stop after
   this many evaluations without improvement (0: never); ``init_from``: a finished
-  run's workdir whose best-on-dev model initialises this one; ``track_test_max``:
-  also evaluate test at every evaluation and report the maximum as
+  run's workdir whose best-on-dev model initialises this one (or a checkpoint
+  ``<workdir>/checkpoints/<step>``, e.g. a diverged run's last finite one);
+  ``track_test_max``: also evaluate test at every evaluation and report the maximum as
   ``test_<select>_max_over_epochs`` (MAOAL's reported figure, an oracle: logged only,
   never used for selection); ``select_ties``: "first" keeps the earliest of equal dev
-  scores, "last" the latest (AuxiLearn's ``>=``).
+  scores, "last" the latest (AuxiLearn's ``>=``); ``on_nonfinite``: a non-finite loss
+  or update ends the run ("stop", exit status 3) or is skipped and counted ("skip":
+  until more than ``max_consecutive_nonfinite`` in a row); `aux_jax.train.nonfinite`.
   """
   return ml_collections.ConfigDict({
       "log_every": log_every, "eval_every": eval_every,
       "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints,
       "select": select, "patience": patience, "init_from": init_from,
-      "track_test_max": track_test_max, "select_ties": select_ties})
+      "track_test_max": track_test_max, "select_ties": select_ties,
+      "on_nonfinite": on_nonfinite,
+      "max_consecutive_nonfinite": max_consecutive_nonfinite})
 
 
 def maoal_convergent(c: ml_collections.ConfigDict, step: float

@@ -22,8 +22,10 @@ two_phase) in ``<workdir>/<variant>_seed<s>``; a finished run there with the sam
 config is reused, an unfinished one resumed. The table reports, per variant, the
 main task's test metric of the best-on-dev model (mean ± sample std over seeds, and
 the half-width of its 95% confidence interval, Student's t), the dev metric it was
-selected on, and the wall time per run; below it, the variant of the best mean dev
-score (how a grid is resolved: test never selects). The metric follows the runs' selection metric
+selected on, and the wall time per run; a run that diverged (summary ``"status":
+"diverged"``, `aux_jax.train.loop`) or selected no model is left out of the means and
+named in the table's "excluded" column; below the table, the variant of the best mean
+dev score (how a grid is resolved: test never selects). The metric follows the runs' selection metric
 (the summary's ``select``): ``accuracy`` → %; ``neg_<m>`` (e.g. ``neg_mse``) →
 test ``<m>``, lower is better; anything else (miou, macro_f1) → ``test_<select>``.
 Writes ``<workdir>/compare.md`` (the table) and ``<workdir>/compare.json`` (the
@@ -109,10 +111,22 @@ def metric_spec(select: str) -> dict:
           "digits": 4, "lower_is_better": False}
 
 
+def excluded_reason(run: dict, key: str) -> Optional[str]:
+  """Why ``run`` is left out of the means: "diverged" (summary ``status``), "no model"
+  (no finite dev evaluation, so no test ``key``), or None (it counts)."""
+  if run.get("status") == "diverged":
+    return "diverged"
+  if run.get(key) is None:
+    return "no model"
+  return None
+
+
 def summarize(runs: list[dict]) -> dict:
   """Per variant (first-seen order): the test metric's mean, sample std (ddof=1; 0 for
   one seed), 95% CI half-width and values over seeds in display units; the dev
-  metric's mean and std; the mean wall time.
+  metric's mean and std; the mean wall time. Runs that diverged or selected no model
+  are left out of these and listed in ``excluded`` (``{seed: reason}``); a variant
+  without any other run has NaN statistics.
 
   Raises:
     ValueError: the runs were selected on different metrics.
@@ -124,21 +138,29 @@ def summarize(runs: list[dict]) -> dict:
   spec = metric_spec(selects[0])
   rows = {}
   for variant in dict.fromkeys(r["variant"] for r in runs):
-    rs = [r for r in runs if r["variant"] == variant]
+    all_rs = [r for r in runs if r["variant"] == variant]
+    rs = [r for r in all_rs if excluded_reason(r, spec["key"]) is None]
+    excluded = {r.get("seed"): excluded_reason(r, spec["key"]) for r in all_rs
+                if excluded_reason(r, spec["key"]) is not None}
     test = spec["scale"] * np.array([r[spec["key"]] for r in rs], np.float64)
     # A neg_ metric is selected as "higher is better": show the dev value positive.
     sign = -1.0 if spec["lower_is_better"] else 1.0
     dev = sign * spec["scale"] * np.array([r[spec["dev_key"]] for r in rs], np.float64)
-    _, half = report.ci95(test)
+    _, half = report.ci95(test) if len(rs) else (None, float("nan"))
+    nan = float("nan")
     rows[variant] = {
-        "mean": float(test.mean()), "std": float(test.std(ddof=1)) if len(rs) > 1 else 0.0,
+        "mean": float(test.mean()) if len(rs) else nan,
+        "std": float(test.std(ddof=1)) if len(rs) > 1 else (0.0 if rs else nan),
         "ci95": half, "values": test.tolist(), "seeds": [r.get("seed") for r in rs],
-        "dev_mean": float(dev.mean()),
-        "dev_std": float(dev.std(ddof=1)) if len(rs) > 1 else 0.0,
-        "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs]))}
-  # Grid selection on dev only (dev is shown in display units: lower-is-better there).
+        "dev_mean": float(dev.mean()) if len(rs) else nan,
+        "dev_std": float(dev.std(ddof=1)) if len(rs) > 1 else (0.0 if rs else nan),
+        "wall_seconds": float(np.mean([r["wall_seconds"] for r in all_rs])),
+        "excluded": excluded}
+  # Grid selection on dev only (dev is shown in display units: lower-is-better there);
+  # a variant without a usable run is never the pick.
   pick = min if spec["lower_is_better"] else max
-  best = pick(rows, key=lambda v: rows[v]["dev_mean"])
+  usable = [v for v in rows if not np.isnan(rows[v]["dev_mean"])]
+  best = pick(usable, key=lambda v: rows[v]["dev_mean"]) if usable else None
   return {"select": selects[0], **spec, "variants": rows, "best_on_dev": best}
 
 
@@ -146,13 +168,18 @@ def table(summary: dict) -> str:
   """A Markdown table of `summarize`'s output."""
   rows, d = summary["variants"], summary["digits"]
   lines = [f"| variant | {summary['label']}, mean ± std | 95% CI ± | dev (selection) | "
-           "seeds | wall time per run (s) |", "|---|---|---|---|---|---|"]
+           "seeds | excluded (diverged, no model) | wall time per run (s) |",
+           "|---|---|---|---|---|---|---|"]
+  num = lambda mean, std: ("n/a" if np.isnan(mean) else f"{mean:.{d}f} ± {std:.{d}f}")
   for name, row in rows.items():
     ci = "n/a" if np.isnan(row["ci95"]) else f"{row['ci95']:.{d}f}"
-    lines.append(f"| {name} | {row['mean']:.{d}f} ± {row['std']:.{d}f} | {ci} | "
-                 f"{row['dev_mean']:.{d}f} ± {row['dev_std']:.{d}f} | "
-                 f"{len(row['values'])} | {row['wall_seconds']:.0f} |")
-  if len(rows) > 1:
+    excluded = row.get("excluded", {})
+    out = (", ".join(f"seed {s}: {why}" for s, why in excluded.items()) if excluded
+           else "none")
+    lines.append(f"| {name} | {num(row['mean'], row['std'])} | {ci} | "
+                 f"{num(row['dev_mean'], row['dev_std'])} | "
+                 f"{len(row['values'])} | {out} | {row['wall_seconds']:.0f} |")
+  if len(rows) > 1 and summary.get("best_on_dev"):
     lines += ["", f"Best mean dev score (the selection; test never selects): "
               f"{summary['best_on_dev']}"]
   return "\n".join(lines)
@@ -241,11 +268,17 @@ def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence
           json.dump(record, f, indent=2)
       runs.append(record)
       key = metric_spec(record["select"])["key"]
-      log_fn(f"   {key} {record[key]:.4f}")
+      if record.get("status") == "diverged":
+        log_fn(f"   {record['diverged_message']}")
+      elif record.get(key) is None:
+        log_fn(f"   {record.get('no_selected_model', 'no ' + key)}")
+      else:
+        log_fn(f"   {key} {record[key]:.4f}")
   summary = summarize(runs)
   payload = {
       "metric": f"{summary['label']} of the best-on-dev model; mean ± sample std "
-                "(ddof=1) over seeds, 95% CI half-width (Student's t)",
+                "(ddof=1) over seeds, 95% CI half-width (Student's t); runs that "
+                "diverged or selected no model excluded (and listed)",
       "summary": summary,
       "table": table(summary),
       "runs": runs,

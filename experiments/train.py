@@ -24,7 +24,10 @@ processes write the checkpoints together, so the workdir must be on a shared dis
 The config's ``runner`` field picks how it runs (`aux_jax.train.runner`). Errors in
 the configuration or the data (an unknown method, solver, partition or runner, a
 missing or unprepared dataset, an override of the wrong type) end the run with one
-line on stderr and exit status 2; ``--verbose`` shows the traceback.
+line on stderr and exit status 2; ``--verbose`` shows the traceback. A run that
+diverges (a non-finite loss or update, ``train.on_nonfinite``) ends with one line on
+stderr, ``diverged: ...`` (the step, the quantity, the last checkpoint with finite
+parameters), and exit status 3.
 """
 
 import json
@@ -57,6 +60,8 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of a configur
 # What a wrong config, a wrong override or missing data raise: one line, status 2.
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError)
 USAGE_ERROR_STATUS = 2
+# A run the non-finite guard ended (summary "status": "diverged").
+DIVERGED_STATUS = 3
 
 
 def distributed_settings(env, coordinator_address=None, num_processes=None,
@@ -134,6 +139,10 @@ def main(argv):
     sys.exit(USAGE_ERROR_STATUS)
   if jax.process_index() == 0:
     print(json.dumps(summary, indent=2))
+  if summary.get("status") == "diverged":
+    if jax.process_index() == 0:
+      print(summary["diverged_message"], file=sys.stderr, flush=True)
+    sys.exit(DIVERGED_STATUS)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from aux_jax.aang.data import load_jsonl_dir, macro_f1
 from aux_jax.aang.model import AangNet, byte_net, roberta_net
 from aux_jax.aang.tokenizer import ByteTokenizer
 from aux_jax.aang.transformer import EncoderConfig
+from aux_jax.train import nonfinite
 
 METHODS = ("aang", "static_mt", "tapt", "stl")
 PyTree = Any
@@ -166,7 +167,7 @@ def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
         step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
         logits=logits, beta=jnp.zeros((2,), jnp.float32),
         logit_grads=jax.tree.map(jnp.zeros_like, logits),
-        beta_grad=jnp.zeros((2,), jnp.float32))
+        beta_grad=jnp.zeros((2,), jnp.float32), guard=nonfinite.init())
 
   if method == "stl":
     raw_step = step_lib.make_stl_step(net, hyper, spec, tx, k_run)
@@ -180,12 +181,14 @@ def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
       metrics["balance"] = weights.balance_weights(state.beta)
     return metrics
 
-  @jax.jit
-  def lower_jit(state, data):
+  def lower_raw(state, data):
     new, metrics = raw_step(state, data)
     return new, logged(state, metrics)
 
-  upper_jit = jax.jit(step_lib.make_meta_apply(hyper))
+  # A non-finite loss or update is not applied, and counted (train.on_nonfinite).
+  limit = nonfinite.limit_from_config(config)
+  lower_jit = jax.jit(nonfinite.guarded(lower_raw, "lower", limit))
+  upper_jit = jax.jit(nonfinite.guarded(step_lib.make_meta_apply(hyper), "upper", limit))
 
   @jax.jit
   def predict(model, tokens):

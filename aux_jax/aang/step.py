@@ -57,6 +57,7 @@ class AangState(NamedTuple):
     beta: f32[2], primary/auxiliary balance logits.
     logit_grads: `weights.FactoredLogits`, upstream summed since the last meta-update.
     beta_grad: f32[2], the balance's.
+    guard: `aux_jax.train.nonfinite.Guard`, non-finite updates skipped.
   """
 
   step: jax.Array
@@ -66,6 +67,7 @@ class AangState(NamedTuple):
   beta: jax.Array
   logit_grads: weights.FactoredLogits
   beta_grad: jax.Array
+  guard: Any
 
 
 class Hyper(NamedTuple):

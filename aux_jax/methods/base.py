@@ -288,5 +288,8 @@ def per_task_grads_reference(losses: LossFns, params):
 
 
 def task_metrics(task_losses: jax.Array) -> dict:
-  """Scalar metrics of the per-task losses (main loss and mean auxiliary loss)."""
+  """Scalar metrics of the per-task losses (main loss and mean auxiliary loss; no
+  auxiliary mean without auxiliary tasks, where it would be the NaN of an empty mean)."""
+  if task_losses.shape[0] == 1:
+    return {"loss_main": task_losses[0]}
   return {"loss_main": task_losses[0], "loss_aux_mean": jnp.mean(task_losses[1:])}

@@ -35,7 +35,7 @@ from aux_jax.models import get_backbone
 from aux_jax.models import init as model_init
 from aux_jax.partition import Partition, make_partition, partition_rules
 from aux_jax import sharding
-from aux_jax.train import optimizers, problems
+from aux_jax.train import nonfinite, optimizers, problems
 from aux_jax.train.plateau import step_plateau
 
 PyTree = Any
@@ -50,6 +50,7 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
   method: MethodState             # φ and the method's own state
   meta_state: MetaState           # upper-level optimizer
+  guard: nonfinite.Guard          # non-finite updates skipped (aux_jax.train.nonfinite)
 
 
 class Experiment(NamedTuple):
@@ -125,6 +126,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     if scheme not in model_init.INITS:
       raise ValueError(f"model.{name} must be one of {model_init.INITS}, got {scheme!r}")
   upper_opts = problems.upper_options(cfg)
+  limit = nonfinite.limit_from_config(cfg)
 
   @functools.partial(jax.jit, out_shardings=replicated)
   def init() -> TrainState:
@@ -140,7 +142,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params,
         batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-        method=mstate, meta_state=meta.init(mstate.phi))
+        method=mstate, meta_state=meta.init(mstate.phi), guard=nonfinite.init())
 
   def losses_at(state: TrainState, step, upper: bool = False) -> LossFns:
     """The training and dev losses of the batches of `step` (``upper``: the upper
@@ -155,8 +157,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   step_jit = functools.partial(jax.jit, donate_argnums=donate, in_shardings=(replicated,),
                                out_shardings=replicated)
 
-  @step_jit
-  def lower_jit(state: TrainState):
+  def lower_raw(state: TrainState):
     key = jax.random.fold_in(jax.random.fold_in(step_key, state.step), 1)
     # Usually one update; SLGrad's look-ahead option makes two on the same batch.
     for sub in range(method.updates_per_batch):
@@ -173,8 +174,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
           method=MethodState(state.method.phi, mstate))
     return state._replace(step=state.step + 1), metrics
 
-  @step_jit
-  def upper_jit(state: TrainState):
+  def upper_raw(state: TrainState):
     """One hypergradient step on φ after the lower step ``state.step − 1``: G on that
     step's batch or a fresh one, the dev loss in eval or train mode
     (`problems.UpperOptions`).
@@ -231,6 +231,10 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       stats = losses.per_sample(state.params)[1]
     return state._replace(method=MethodState(phi, mstate), meta_state=meta_state,
                           batch_stats=stats), metrics
+
+  # A non-finite loss or update is not applied, and counted (train.on_nonfinite).
+  lower_jit = step_jit(nonfinite.guarded(lower_raw, "lower", limit))
+  upper_jit = step_jit(nonfinite.guarded(upper_raw, "upper", limit))
 
   def lower_step(state: TrainState):
     """One lower-level step: ``state -> (state, metrics)`` (jitted)."""

@@ -37,14 +37,30 @@ same command ends with the same ``metrics.jsonl`` and ``test_metrics.json`` (the
   restored; a finalised checkpoint that fails to restore (corrupt files) is reported,
   removed, and the previous one is used.
 
+Divergence: every experiment's steps are guarded (`aux_jax.train.nonfinite`): a
+non-finite loss or update of either level is never applied. The loop reads the guard
+where it already reads the device (log, evaluation and checkpoint steps). With
+``train.on_nonfinite="stop"`` (default) the first one ends the run; with "skip" more
+than ``train.max_consecutive_nonfinite`` in a row do. Such a run saves no further
+checkpoint and writes its summary with ``"status": "diverged"``, the step
+(``diverged_step``), the quantity, the last checkpoint (all hold finite parameters:
+``last_finite_checkpoint``) and a one-line ``diverged_message``; the launcher prints
+that line on stderr and exits with status 3. A dev metric that is not finite is never
+selected; a run without a finite dev evaluation selects no model and reports no test
+metrics for one (``no_selected_model`` says why).
+
 Config fields read (``config.train`` unless said otherwise): ``optim.num_steps``,
 ``log_every``, ``eval_every``, ``checkpoint_every``, ``keep_checkpoints`` (at least 2
 keeps a fallback for a corrupt latest checkpoint), ``select`` (the dev metric, higher
 is better; "" = the experiment's), ``select_ties`` ("first": a later evaluation
 replaces the best model only if strictly better; "last": also if equal, as
 AuxiLearn's ``>=``; compared in float32, the stored value's precision), ``patience``
-(stop after this many evaluations without a replacement of the best model; 0 = never), ``init_from`` (a finished run's workdir whose best
-model initialises this one, where the experiment supports it), ``track_test_max``
+(stop after this many evaluations without a replacement of the best model; 0 =
+never), ``init_from`` (a finished run's workdir whose best model initialises this one,
+or a checkpoint ``<workdir>/checkpoints/<step>`` of a run that wrote its summary (e.g.
+the last finite checkpoint of a diverged run) whose state's model does, where the
+experiment supports it), ``on_nonfinite`` and ``max_consecutive_nonfinite`` (above),
+``track_test_max``
 (also evaluate the test split at every evaluation and report the maximum
 ``test_<select>`` over them as ``test_<select>_max_over_epochs``: the figure the MAOAL
 paper reports, an oracle that is logged only and never used for selection).
@@ -66,6 +82,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from aux_jax import registry, sharding
+from aux_jax.train import nonfinite
 
 PyTree = Any
 
@@ -75,7 +92,8 @@ EXPERIMENTS = {
     "aang": "aux_jax.aang.experiment:experiment_from_config",
 }
 
-# Testing hook (`_failpoint`): "name@step" kills this process with SIGKILL there.
+# Testing hook (`_failpoint`): "name@step" kills this process with SIGKILL there;
+# "nan_loss@step" makes that step's loss NaN.
 FAILPOINT_ENV = "AUX_JAX_FAILPOINT"
 
 
@@ -86,9 +104,12 @@ class Experiment(Protocol):
     name: shown in progress lines; the summary's ``method``.
     select: the default dev metric for model selection (higher is better); the
       evaluation must return ``dev_<select>``.
-    init: ``() -> state``, a pytree with an ``i32[]`` field ``step``.
-    lower_step: ``state -> (state, metrics)``, one jitted training step.
-    upper_step: ``state -> (state, metrics)`` every ``upper_every`` steps, or None.
+    init: ``() -> state``, a NamedTuple with an ``i32[]`` field ``step`` and a
+      `aux_jax.train.nonfinite.Guard` field ``guard``.
+    lower_step: ``state -> (state, metrics)``, one jitted training step, guarded by
+      `aux_jax.train.nonfinite.guarded` (level "lower").
+    upper_step: ``state -> (state, metrics)`` every ``upper_every`` steps, or None;
+      guarded (level "upper").
     upper_every: steps between upper steps.
     model: ``state -> model``, the part of the state that evaluation needs; it is
       what the loop keeps of the best-on-dev state.
@@ -160,6 +181,16 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   return registry.lookup(EXPERIMENTS, runner, "runner for the loop")(config)
 
 
+def _failpoint_matches(name: str, step: int, workdir: str) -> bool:
+  """Whether ``$AUX_JAX_FAILPOINT`` names this point (``name@step[@dir]``)."""
+  spec = os.environ.get(FAILPOINT_ENV, "")
+  if not spec:
+    return False
+  parts = spec.split("@")
+  return (parts[0] == name and parts[1:2] == [str(step)]
+          and (len(parts) < 3 or os.path.basename(os.path.normpath(workdir)) == parts[2]))
+
+
 def _failpoint(name: str, step: int, workdir: str) -> None:
   """Kills this process with SIGKILL when ``$AUX_JAX_FAILPOINT`` names this point.
 
@@ -169,14 +200,10 @@ def _failpoint(name: str, step: int, workdir: str) -> None:
   a run whose workdir's last component is ``dir`` (e.g. ``finetune``, a phase of a
   two-phase run). Points: ``after_best`` (a new best-on-dev model was just recorded,
   before its checkpoint), ``mid_checkpoint`` (a checkpoint save was started and is not
-  yet finalised).
+  yet finalised). (``nan_loss@step`` is not a kill: the loop makes that step's loss
+  NaN, `aux_jax.train.nonfinite`.)
   """
-  spec = os.environ.get(FAILPOINT_ENV, "")
-  if not spec:
-    return
-  parts = spec.split("@")
-  if (parts[0] == name and parts[1:2] == [str(step)]
-      and (len(parts) < 3 or os.path.basename(os.path.normpath(workdir)) == parts[2])):
+  if _failpoint_matches(name, step, workdir):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -274,6 +301,42 @@ def load_best(workdir: str) -> tuple[PyTree, dict]:
   return raw, summary
 
 
+def load_init(path: str, exp: Experiment, state: PyTree) -> tuple[PyTree, dict]:
+  """The model and summary that ``train.init_from = path`` initialises a run from.
+
+  Args:
+    path: a finished run's workdir (its best-on-dev model, `load_best`), or one of a
+      run's checkpoints ``<workdir>/checkpoints/<step>`` (the model of the
+      experiment state saved there; the run must have written its summary, e.g. a
+      run that diverged).
+    exp: this run's experiment (its ``model`` reads the checkpoint's state).
+    state: a state of this experiment (its type rebuilds the checkpoint's state).
+
+  Raises:
+    FileNotFoundError: nothing to initialise from at ``path``.
+  """
+  path = os.path.normpath(os.path.abspath(path))
+  parent, name = os.path.split(path)
+  if not (os.path.basename(parent) == "checkpoints" and name.isdigit()):
+    return load_best(path)
+  run = os.path.dirname(parent)
+  summary_path = os.path.join(run, "test_metrics.json")
+  if not os.path.exists(summary_path):
+    raise FileNotFoundError(f"train.init_from={path!r}: {run!r} has no summary "
+                            "(test_metrics.json), so its task names are unknown")
+  with open(summary_path) as f:
+    summary = json.load(f)
+  # Read-only: the source run may still be writing (no cleanup of its temporaries).
+  with ocp.CheckpointManager(parent, options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False)) as manager:
+    if int(name) not in manager.all_steps():
+      raise FileNotFoundError(f"train.init_from={path!r}: no such checkpoint (there are "
+                              f"{sorted(manager.all_steps())})")
+    raw = manager.restore(int(name), args=ocp.args.StandardRestore())
+  saved = raw["state"]  # the LoopState's experiment state, as a dict
+  return exp.model(type(state)(**{f: saved.get(f) for f in type(state)._fields})), summary
+
+
 def _export_best(workdir: str, loop: LoopState, mesh) -> None:
   """Writes the best model to ``best/`` (idempotent: an existing export of the same
   step is kept; any other is replaced)."""
@@ -333,7 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if exp.init_from is None:
         raise ValueError(f"train.init_from is not supported by the "
                          f"{config.get('runner', 'train')!r} runner")
-      state = exp.init_from(state, *load_best(tcfg.init_from))
+      state = exp.init_from(state, *load_init(tcfg.init_from, exp, state))
       progress(f"initialised from {tcfg.init_from}")
     best = jax.tree.map(jnp.copy, exp.model(state))
     return sharding.replicate(LoopState(
@@ -357,19 +420,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start, t0 = int(loop.state.step), time.time()
   pending: list[dict] = []
   stale = int(loop.stale)  # a host copy: reading the device value would sync every step
+  stopped = None  # (step, quantity code) once the guard ends the run (divergence)
+  counters = lambda state: {**exp.counters(state),
+                            "nonfinite_skipped": int(state.guard.skipped)}
   with open(metrics_path if lead else os.devnull, "a") as mfile:
     for step in range(start, num_steps):
       if patience and stale >= patience:  # also when resuming a stopped run
         break
+      done = step + 1
+      if _failpoint_matches("nan_loss", done, workdir):
+        loop = loop._replace(state=sharding.replicate(nonfinite.poison(loop.state),
+                                                      exp.mesh))
       state, metrics = exp.lower_step(loop.state)
-      if exp.upper_step is not None and (step + 1) % exp.upper_every == 0:
+      if exp.upper_step is not None and done % exp.upper_every == 0:
         state, upper = exp.upper_step(state)
         metrics = {**metrics, **upper}
       loop = loop._replace(state=state)
-      done = step + 1
-      if done % tcfg.log_every == 0 or done == num_steps:
+      log = done % tcfg.log_every == 0 or done == num_steps
+      evaluate = done % tcfg.eval_every == 0 or done == num_steps
+      save = done % tcfg.checkpoint_every == 0 or done == num_steps
+      if log:
         pending.append({"step": done, **_to_host(metrics)})
-      if done % tcfg.eval_every == 0 or done == num_steps:
+      if (log or evaluate or save) and int(state.guard.stop_step):  # read here anyway
+        stopped = (int(state.guard.stop_step), int(state.guard.stop_what))
+        break  # before any evaluation or checkpoint of a diverged run
+      if evaluate:
         dev = exp.evaluate(exp.model(state), "dev")
         if dev_key not in dev:
           raise ValueError(f"train.select={select!r}: no {dev_key!r} among the dev "
@@ -380,7 +455,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         record = pending.pop() if pending and pending[-1]["step"] == done else {
             "step": done, **_to_host(metrics)}
         record.update(dev)
-        record.update({f"{k}_total": v for k, v in exp.counters(state).items()})
+        record.update({f"{k}_total": v for k, v in counters(state).items()})
         if track_test_max:  # the oracle figure: logged, never used for selection
           test_now = exp.evaluate(exp.model(state), "test")
           record.update(test_now)
@@ -388,7 +463,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             loop = loop._replace(test_max=jnp.float32(test_now[test_key]),
                                  test_max_step=jnp.int32(done))
         pending.append(record)
-        if replaces_best(dev[dev_key], loop.best_dev, ties):
+        # A non-finite dev metric (NaN compares False anyway; +inf too) never selects.
+        if (np.isfinite(dev[dev_key])
+            and replaces_best(dev[dev_key], loop.best_dev, ties)):
           stale = 0
           loop = sharding.replicate(loop._replace(
               best=jax.tree.map(jnp.copy, exp.model(state)),
@@ -408,7 +485,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if stop:
         progress(f"early stop at step {done}: no {dev_key} improvement in "
                  f"{patience} evaluations")
-      if stop or done % tcfg.checkpoint_every == 0 or done == num_steps:
+      if stop or save:
         for r in pending:
           mfile.write(json.dumps(r) + "\n")
         pending.clear()
@@ -417,27 +494,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         ckpts.save(done, args=ocp.args.StandardSave(sharding.replicate(loop, exp.mesh)),
                    force=True)
         _failpoint("mid_checkpoint", done, workdir)
+    if stopped is not None:  # the lines since the last checkpoint (a rerun drops them)
+      for r in pending:
+        mfile.write(json.dumps(r) + "\n")
   ckpts.wait_until_finished()
+  last_checkpoint = ckpts.latest_step()
   ckpts.close()
 
-  _export_best(workdir, loop, exp.mesh)
-  test = exp.evaluate(loop.best, "test")
-  final_test = exp.evaluate(exp.model(loop.state), "test")
+  selected = int(loop.best_step) > 0  # some evaluation had a finite dev metric
+  if selected:
+    _export_best(workdir, loop, exp.mesh)
+  test = exp.evaluate(loop.best, "test") if selected else {}
+  final_test = exp.evaluate(exp.model(loop.state), "test") if stopped is None else {}
   summary = {
       "method": exp.name,
       **exp.info,
       "select": select,
-      "best_step": int(loop.best_step),
-      f"best_{dev_key}": float(loop.best_dev),
+      "status": "completed" if stopped is None else "diverged",
+      "best_step": int(loop.best_step) if selected else None,
+      f"best_{dev_key}": float(loop.best_dev) if selected else None,
       **test,
       f"final_test_{select}": final_test.get(f"test_{select}"),
       **({f"{test_key}_max_over_epochs": float(loop.test_max),
           f"{test_key}_max_over_epochs_step": int(loop.test_max_step)}
-         if track_test_max else {}),
-      **exp.counters(loop.state),
+         if track_test_max and np.isfinite(float(loop.test_max)) else
+         {f"{test_key}_max_over_epochs": None} if track_test_max else {}),
+      **counters(loop.state),
       "train_seconds": time.time() - t0,
       "steps": int(loop.state.step),
   }
+  if not selected:
+    summary["no_selected_model"] = (
+        f"no evaluation had a finite {dev_key}"
+        + (" before the run diverged" if stopped is not None else "")
+        + ": no model was selected, so no test metrics are reported for one")
+  if stopped is not None:
+    summary.update(_divergence(stopped, last_checkpoint, workdir, config))
   if lead:
     tmp = os.path.join(workdir, "test_metrics.json.tmp")
     with open(tmp, "w") as f:
@@ -447,3 +539,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       exp.finish(workdir, load_metrics(workdir), summary)
   return summary
 
+
+def _divergence(stopped: tuple[int, int], last_checkpoint: Optional[int], workdir: str,
+                config: ml_collections.ConfigDict) -> dict:
+  """The summary fields of a run the non-finite guard ended, its one-line message
+  included (what the launcher prints on stderr)."""
+  step, code = stopped
+  quantity = nonfinite.describe(code)
+  limit = nonfinite.limit_from_config(config)
+  if limit == 0:
+    what = (f"non-finite {quantity} at step {step} (train.on_nonfinite=stop; "
+            "=skip skips such updates)")
+  else:
+    what = (f"more than {limit} non-finite updates in a row, the one past the limit a "
+            f"non-finite {quantity} at step {step} (train.on_nonfinite=skip, "
+            f"train.max_consecutive_nonfinite={limit})")
+  path = (None if last_checkpoint is None else
+          os.path.join(os.path.abspath(workdir), "checkpoints", str(last_checkpoint)))
+  where = ("no checkpoint was saved before it; rerun with a smaller optim.lr"
+           if path is None else
+           f"last checkpoint with finite parameters: {path} (start a new run from it "
+           f"with a smaller optim.lr: --config.train.init_from={path})")
+  return {"diverged_step": step, "diverged_quantity": quantity,
+          "last_finite_checkpoint": path, "diverged_message": f"diverged: {what}; {where}"}

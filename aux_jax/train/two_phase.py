@@ -115,6 +115,8 @@ def run_two_phase(config: ml_collections.ConfigDict, workdir: str,
     The final phase's summary (`aux_jax.train.loop.train_and_evaluate`) with
     ``method`` = the config's ``variant`` (if set), ``final_phase``, and
     ``pretrain`` / ``finetune``: each phase's summary (``finetune`` None if off).
+    A phase that diverges (``"status": "diverged"``) is the final one: its summary
+    is the result, and fine-tuning does not start after a diverged pretraining.
   """
   os.makedirs(workdir, exist_ok=True)
   phases = {"pretrain": None, "finetune": None}
@@ -124,12 +126,16 @@ def run_two_phase(config: ml_collections.ConfigDict, workdir: str,
     phases[name] = loop.train_and_evaluate(
         cfg, os.path.join(workdir, name), progress=lambda line, n=name: progress(f"[{n}] {line}"))
     final = name
+    if phases[name].get("status") == "diverged":  # the result is this phase's; no next one
+      break
   finetune = config.get("finetune", None)
-  if final == "finetune" and finetune is not None and finetune.get("keep_if_better", False):
+  if (final == "finetune" and finetune is not None and finetune.get("keep_if_better", False)
+      and phases[final].get("status") != "diverged"):
     # AANG's rule (scripts/autoaux.py:466-473): the fine-tuned model counts only if its
     # best dev score beats the pretrained one's.
     key = f"best_dev_{phases['pretrain']['select']}"
-    if not phases["finetune"][key] > phases["pretrain"][key]:
+    tuned, pretrained = phases["finetune"][key], phases["pretrain"][key]  # None: no model
+    if tuned is None or (pretrained is not None and not tuned > pretrained):
       final = "pretrain"
   result = {**phases[final], "final_phase": final, **phases}
   if config.get("variant", ""):

@@ -16,6 +16,7 @@ from aux_jax.aang.model import byte_net
 from aux_jax.aang.space import get_space
 from aux_jax.aang.tokenizer import ByteTokenizer
 from aux_jax.aang.transformer import EncoderConfig
+from aux_jax.train import nonfinite
 from configs import aang_citation_intent
 
 SPEC = O.token_spec(ByteTokenizer())
@@ -97,7 +98,8 @@ def test_meta_update_averages_three_steps_with_separate_learning_rates():
   hyper = S.Hyper(aux_lr=0.1, balance_lr=0.01, meta_every=3)
   logits = W.init_logits(space.shape, len(space))
   zeros = jax.tree.map(jnp.zeros_like, logits)
-  state = S.AangState(jnp.int32(0), {}, {}, logits, jnp.zeros(2), zeros, jnp.zeros(2))
+  state = S.AangState(jnp.int32(0), {}, {}, logits, jnp.zeros(2), zeros, jnp.zeros(2),
+                      nonfinite.init())
   rng = np.random.default_rng(0)
   want = [np.zeros(n) for n in (*space.shape, len(space))]
   beta_sum = np.zeros(2)

@@ -37,7 +37,7 @@ def test_accuracy_table_mean_sample_std_ci_and_dev():
   # t_{0.975,1} · s / √2 with t_{0.975,1} = 12.706 (printed tables).
   s = np.std([90.0, 92.0], ddof=1)
   assert lines[2] == (f"| stl | 91.00 ± {s:.2f} | {12.7062 * s / np.sqrt(2):.2f} | "
-                      f"82.00 ± {np.std([80.0, 84.0], ddof=1):.2f} | 2 | 12 |")
+                      f"82.00 ± {np.std([80.0, 84.0], ddof=1):.2f} | 2 | none | 12 |")
   assert lines[3].startswith("| maoal | 95.50 ± ")
   # The best mean dev score names the selection (maoal: dev 90 > 82).
   assert lines[-1].endswith(": maoal")
@@ -63,6 +63,27 @@ def test_grid_selection_is_on_dev_never_test():
            "best_dev_neg_mse": -d, "wall_seconds": 1.0}
           for v, t, d in (("a", 0.5, 0.1), ("b", 0.1, 0.2))]
   assert C.summarize(runs)["best_on_dev"] == "a"
+
+
+def test_diverged_and_unselected_runs_are_marked_and_left_out_of_the_means():
+  ok = {"select": "accuracy", "status": "completed", "wall_seconds": 1.0}
+  runs = [{**ok, "variant": "maoal", "seed": 0, "test_accuracy": 0.9, "best_dev_accuracy": 0.8},
+          {**ok, "variant": "maoal", "seed": 1, "test_accuracy": 0.7, "best_dev_accuracy": 0.6},
+          # Diverged after selecting a model at an earlier evaluation: still left out.
+          {**ok, "variant": "maoal", "seed": 2, "status": "diverged", "test_accuracy": 0.1,
+           "best_dev_accuracy": 0.1, "diverged_step": 57},
+          {**ok, "variant": "gcs", "seed": 0, "status": "diverged", "best_dev_accuracy": None},
+          {**ok, "variant": "gcs", "seed": 1, "best_dev_accuracy": None}]  # no model
+  summary = C.summarize(runs)
+  row = summary["variants"]["maoal"]
+  assert row["mean"] == pytest.approx(80.0) and row["seeds"] == [0, 1]
+  assert row["excluded"] == {2: "diverged"}
+  assert np.isnan(summary["variants"]["gcs"]["mean"])
+  lines = C.table(summary).splitlines()
+  assert "excluded (diverged, no model)" in lines[0]
+  assert lines[2].startswith("| maoal | 80.00 ± ") and "| 2 | seed 2: diverged |" in lines[2]
+  assert lines[3].startswith("| gcs | n/a | n/a | n/a | 0 | "
+                             "seed 0: diverged, seed 1: no model |")
 
 
 def test_lower_is_better_metric_from_neg_select():
@@ -115,6 +136,8 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
   assert saved["seeds"] == [0, 1] and saved["config_overrides"] == TINY
   assert saved["jax_version"] and saved["machine"] and saved["date"]
 
+  assert all(r["status"] == "completed" for r in runs) and "| none |" in lines[3]
+
   # The launcher with --config.x=y overrides finds the same configs: every run is reused.
   cmd = [sys.executable, "-m", "experiments.compare", f"--config={TOY}", "--seeds=0,1",
          "--variants=stl,slgrad", "--steps=3", f"--workdir={workdir}"]
@@ -123,3 +146,13 @@ def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.count("reusing") == 4, out.stdout
   assert payload["table"] in out.stdout
+
+
+def test_run_all_marks_a_diverged_run(tmp_path):
+  logs = []
+  payload = C.run_all(TOY, ["stl"], [0], str(tmp_path / "cmp"),
+                      overrides={**TINY, "optim.lr": 1e30}, steps=3, log_fn=logs.append)
+  assert payload["runs"][0]["status"] == "diverged"
+  assert any(l.strip().startswith("diverged: non-finite") for l in logs), logs
+  assert payload["table"].splitlines()[2].startswith(
+      "| stl | n/a | n/a | n/a | 0 | seed 0: diverged |")

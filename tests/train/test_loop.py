@@ -93,14 +93,17 @@ def _scripted_run(tmp_path, dev_scores, ties, patience=0):
   from aux_jax.train.loop import Experiment  # noqa: F401 (the protocol it follows)
   from typing import NamedTuple
 
-  class State(NamedTuple):
+  from aux_jax.train import nonfinite
+
+  class State(NamedTuple):  # the protocol's step and non-finite guard
     step: object
+    guard: object = nonfinite.init()
 
   class Scripted(NamedTuple):
     name: str = "scripted"
     select: str = "score"
     init: object = lambda: State(jnp.zeros((), jnp.int32))
-    lower_step: object = lambda s: (State(s.step + 1), {"loss": 0.0})
+    lower_step: object = lambda s: (State(s.step + 1, s.guard), {"loss": 0.0})
     upper_step: object = None
     upper_every: int = 1
     model: object = lambda s: {"step": s.step}

@@ -31,7 +31,7 @@ from aux_jax.data import get_dataset
 from aux_jax.data.shared_input import with_subclass_task
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
-from aux_jax.models import get_backbone
+from aux_jax.models import get_backbone, load_pretrained_backbone
 from aux_jax.partition import Partition, make_partition, partition_rules
 from aux_jax import sharding
 from aux_jax.train import optimizers, problems
@@ -103,6 +103,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   problem = problems.build_problem(cfg, data, backbone, dtype, keys, mesh)
   num_tasks = problem.num_tasks
   variables = problem.variables
+  if cfg.model.get("pretrained"):  # e.g. ImageNet weights of a ResNet-18 (safetensors)
+    variables = load_pretrained_backbone(cfg.model.name, cfg.model.pretrained, variables)
   partition = make_partition(variables["params"], cfg.method.partition,
                              partition_rules(cfg.model.name)
                              if cfg.method.partition == "module_wise" else ())

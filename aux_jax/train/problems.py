@@ -3,7 +3,8 @@
 `build_experiment` is the same for every dataset; what differs is in a `Problem`:
 
 * `separate_tasks` (`MultiTaskData`, MAOAL's setting): every task has its own images
-  and its own batch; BatchNorm statistics per task chunk; classification only.
+  and its own batch; BatchNorm statistics per task chunk; classification or
+  multi-label tasks (ATTITTUD's CheXpert).
 * `shared_input` (`SharedInputData`): one batch of examples, every task's loss on it
   (toy regression, one-vs-rest CIFAR-10, Multi-MNIST, NYUv2), any task kind of
   `aux_jax.losses`.
@@ -26,7 +27,7 @@ import numpy as np
 from aux_jax import losses as task_losses
 from aux_jax import sharding
 from aux_jax.data import augment, sampler
-from aux_jax.data.multitask import MultiTaskData
+from aux_jax.data.multitask import MultiTaskData, decode_multilabel
 from aux_jax.data.shared_input import SharedInputData
 from aux_jax.methods import LossFns, TaskSpec
 from aux_jax.models.heads import apply_head, apply_heads, apply_heads_shared, init_heads
@@ -117,9 +118,24 @@ def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype
 
 def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
                    mesh=None) -> Problem:
-  """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
+  """The problem of `MultiTaskData`: T tasks (classification or multi-label), each with
+  its own images."""
   data.validate()
   num_tasks = data.num_tasks
+  kinds = data.kinds
+  main_kind = kinds[0]
+  multilabel = np.array([k == "multilabel" for k in kinds])
+  c_max = data.num_classes_max
+
+  def class_losses(logits, labels, ncls, ml):
+    """Per-sample losses of ``labels`` int[...] (bit masks where ``ml``), logits
+    f32[..., C_max]; ``ncls`` and ``ml`` broadcast against ``labels``."""
+    if not multilabel.any():
+      return task_losses.masked_cross_entropy(logits, labels, ncls)
+    ce = task_losses.masked_cross_entropy(logits, jnp.where(ml, 0, labels), ncls)
+    bce = task_losses.multilabel_bce(logits, decode_multilabel(labels, c_max), ncls)
+    return jnp.where(ml, bce, ce)
+
   batch = cfg.data.batch_size
   dev_batch = _dev_batch(cfg, len(data.dev_labels))
   sampler.check_batch_size(data.train_counts, batch)
@@ -131,6 +147,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
        data.dev_images, data.dev_labels), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
   bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
+  ml = jnp.asarray(multilabel)
 
   x0 = jnp.zeros((2,) + data.image_shape, dtype)
   variables = backbone.init(keys.init, x0, train=False)
@@ -155,13 +172,13 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
           layer_scales=layer_scales, bn_stats=bn_stats)
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
       y = labels if targets is None else targets
-      return task_losses.masked_cross_entropy(logits, y, num_classes[:, None]), new_stats
+      return class_losses(logits, y, num_classes[:, None], ml[:, None]), new_stats
 
     def one_task(params, t):  # task t's chunk alone: as row t of per_sample
       feats, new_stats = single_features(
           backbone, _variables(params, batch_stats), images[t], train=True)
       logits = apply_head(params["heads"], t, feats.astype(jnp.float32))
-      return task_losses.masked_cross_entropy(logits, labels[t], num_classes[t]), new_stats
+      return class_losses(logits, labels[t], num_classes[t], ml[t]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
@@ -170,12 +187,12 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))
-      return task_losses.masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+      return class_losses(logits, labels, num_classes[:, None], ml[:, None]), new_stats
 
     def dev(params):
       feats = backbone.apply(_variables(params, batch_stats), dimages, train=False)
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-      return jnp.mean(task_losses.masked_cross_entropy(logits, dlabels, num_classes[0]))
+      return jnp.mean(class_losses(logits, dlabels, num_classes[0], multilabel[0]))
 
     return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, one_task=one_task,
                    scaled=lambda params, scales: per_sample(params, layer_scales=scales),
@@ -190,8 +207,9 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     feats = backbone.apply(_variables(params, batch_stats),
                            data.preprocess(images, dtype), train=False)
     logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-    return task_losses.eval_stats("classification", logits, labels,
-                                  data.num_classes[0], mask)
+    target = (decode_multilabel(labels, int(data.num_classes[0]))
+              if main_kind == "multilabel" else labels)
+    return task_losses.eval_stats(main_kind, logits, target, int(data.num_classes[0]), mask)
 
   def evaluate(params, batch_stats, split: str) -> dict:
     if split not in ("dev", "test"):
@@ -201,17 +219,17 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     total = None
     for (x, y), mask in _padded_batches(arrays, eval_batch):
       s = sharding.wait_on_cpu(_stats(params, batch_stats, x, y, mask), mesh)
-      total = s if total is None else jax.tree.map(jnp.add, total, s)
-    metrics = task_losses.finalize_stats("classification", total)
+      total = task_losses.accumulate(total, s)
+    metrics = task_losses.finalize_stats(main_kind, total)
     return {f"{split}_{k}": v for k, v in metrics.items()}
 
-  spec = TaskSpec(tuple(data.task_names), ("classification",) * num_tasks,
+  spec = TaskSpec(tuple(data.task_names), kinds,
                   tuple(int(c) for c in data.num_classes), tuple(data.image_shape))
   return Problem(
       num_tasks=num_tasks, task_names=tuple(data.task_names), spec=spec,
       variables=variables,
       init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max),
-      losses_at=losses_at, evaluate=evaluate, select="accuracy")
+      losses_at=losses_at, evaluate=evaluate, select=task_losses.default_select(main_kind))
 
 
 def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
@@ -301,7 +319,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     total = None
     for (x, *ys), mask in _padded_batches(arrays, eval_batch):
       s = sharding.wait_on_cpu(_stats(params, batch_stats, x, ys, mask), mesh)
-      total = s if total is None else jax.tree.map(jnp.add, total, s)
+      total = task_losses.accumulate(total, s)
     out = {}
     for t in range(num_tasks):
       prefix = f"{split}_" if t == 0 else f"{split}_{data.task_names[t]}_"

@@ -59,6 +59,11 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np
   return mean.astype(np.float32), std.astype(np.float32)
 
 
+# ImageNet's per-channel mean and std in pixel units (torchvision's Normalize
+# constants × 255), for ImageNet-pretrained models.
+IMAGENET_MEAN = (255.0 * np.array([0.485, 0.456, 0.406])).astype(np.float32)
+IMAGENET_STD = (255.0 * np.array([0.229, 0.224, 0.225])).astype(np.float32)
+
 KINDS = ("classification", "multilabel")
 MAX_LABELS = 30  # bits of a multilabel task's int label (int32, sign bit unused)
 

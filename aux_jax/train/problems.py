@@ -106,14 +106,32 @@ def _dev_batch(cfg, n_dev: int) -> int:
   return n_dev if size == 0 else size
 
 
-def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype):
+def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype,
+                            crop: int = 0):
   """Training images ``[..., H, W, C]`` (raw pixels) → random crop/flip (if
   ``augment_on``) → ``data.preprocess`` (normalise). The crop pads the raw pixels with
   0, i.e. black, as torchvision's ``RandomCrop(padding=4)`` on the uint8 image in the
-  originals; padding after normalisation would pad with the mean colour."""
+  originals; padding after normalisation would pad with the mean colour.
+
+  ``crop`` = S > 0 (config ``data.crop_size``): the window is S × S (AuxiLearn's Pet:
+  images stored at 256, ``RandomCrop(224)``), and without ``augment_on`` the centre
+  S × S (`eval_view`)."""
   if augment_on:  # every image its own offsets and flip (leading axes flattened)
-    images = augment.random_crop_flip(key, images, pad=pad)
+    images = augment.random_crop_flip(key, images, pad=pad, size=crop or None)
+  elif crop:
+    images = augment.center_crop(images, crop)
   return data.preprocess(images, dtype)
+
+
+def _crop(cfg) -> int:
+  """``data.crop_size`` (0: images used at their stored size)."""
+  return int(cfg.data.get("crop_size", 0) or 0)
+
+
+def eval_view(images, crop: int):
+  """Images the model sees outside training: the centre ``crop`` × ``crop`` window
+  (torchvision's ``CenterCrop``), or the images as stored when ``crop`` = 0."""
+  return augment.center_crop(images, crop) if crop else images
 
 
 def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
@@ -149,7 +167,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
   ml = jnp.asarray(multilabel)
 
-  x0 = jnp.zeros((2,) + data.image_shape, dtype)
+  crop = _crop(cfg)
+  x0 = eval_view(jnp.zeros((2,) + data.image_shape, dtype), crop)
   variables = backbone.init(keys.init, x0, train=False)
   per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
@@ -159,12 +178,12 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
     images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
     images = augment_then_preprocess(data, images, jax.random.fold_in(keys.step, step),
-                                     cfg.data.augment, cfg.data.crop_pad, dtype)
+                                     cfg.data.augment, cfg.data.crop_pad, dtype, crop)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dimages, dlabels = dev_x[didx], dev_y[didx]
     if shard_dev:
       dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
-    dimages = data.preprocess(dimages, dtype)
+    dimages = data.preprocess(eval_view(dimages, crop), dtype)
 
     def per_sample(params, targets=None, layer_scales=None):
       feats, new_stats = multitask_features(
@@ -205,7 +224,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   def _stats(params, batch_stats, images, labels, mask):
     images, labels, mask = sharding.shard_batch((images, labels, mask), mesh)
     feats = backbone.apply(_variables(params, batch_stats),
-                           data.preprocess(images, dtype), train=False)
+                           data.preprocess(eval_view(images, crop), dtype), train=False)
     logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
     target = (decode_multilabel(labels, int(data.num_classes[0]))
               if main_kind == "multilabel" else labels)
@@ -228,7 +247,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   return Problem(
       num_tasks=num_tasks, task_names=tuple(data.task_names), spec=spec,
       variables=variables,
-      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max),
+      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max,
+                                        hidden=cfg.model.get("head_hidden", 0)),
       losses_at=losses_at, evaluate=evaluate, select=task_losses.default_select(main_kind))
 
 
@@ -261,7 +281,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       (data.train_inputs, tuple(data.train_targets), obj_x, obj_y[0]), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
 
-  x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)
+  crop = _crop(cfg)
+  x0 = data.preprocess(eval_view(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype),
+                                 crop), dtype)
   variables = backbone.init(keys.init, x0, train=False)
   per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
@@ -274,13 +296,13 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
     x = sharding.shard_batch(train_x[idx], mesh)
     x = augment_then_preprocess(data, x, jax.random.fold_in(keys.step, step),
-                                cfg.data.augment, cfg.data.crop_pad, dtype)
+                                cfg.data.augment, cfg.data.crop_pad, dtype, crop)
     ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dx, dy = dev_x[didx], dev_y0[didx]
     if shard_dev:
       dx, dy = sharding.shard_batch((dx, dy), mesh)
-    dx = data.preprocess(dx, dtype)
+    dx = data.preprocess(eval_view(dx, crop), dtype)
 
     def per_sample(params, targets=None):
       z, new_stats = outputs(params, batch_stats, x, train=True)
@@ -307,7 +329,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   @jax.jit
   def _stats(params, batch_stats, x, ys, mask):
     x, ys, mask = sharding.shard_batch((x, ys, mask), mesh)
-    z, _ = outputs(params, batch_stats, data.preprocess(x, dtype), train=False)
+    z, _ = outputs(params, batch_stats, data.preprocess(eval_view(x, crop), dtype),
+                   train=False)
     return [task_losses.eval_stats(kinds[t], z[t], ys[t], outs[t], mask)
             for t in range(num_tasks)]
 
@@ -333,7 +356,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       variables=variables,
       init_heads=lambda key: init_heads(
           key, num_tasks, feat_dim, max(outs),
-          conv3x3=dense and cfg.model.get("dense_head", "1x1") == "3x3_1x1"),
+          conv3x3=dense and cfg.model.get("dense_head", "1x1") == "3x3_1x1",
+          hidden=cfg.model.get("head_hidden", 0)),
       losses_at=losses_at, evaluate=evaluate,
       select=task_losses.default_select(kinds[0]))
 

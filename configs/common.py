@@ -62,6 +62,12 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
       "eval_batch_size": eval_batch_size, "augment": augment, "crop_pad": crop_pad})
 
 
+def placeholder_path():
+  """An unset, command-line-settable path (e.g. ``model.pretrained``): None until given
+  (ml_collections cannot override a plain None field)."""
+  return config_dict.placeholder(str)
+
+
 def model(name: str, dtype: str = "float32", bn_stats: str = "main",
           **kwargs) -> ml_collections.ConfigDict:
   """The ``model`` section: backbone ``name`` (`aux_jax.models`), compute ``dtype``

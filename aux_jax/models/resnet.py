@@ -147,6 +147,22 @@ class ResNet18(CifarResNet18):
   stem: str = "imagenet"
 
 
+class BatchStatsResNet18(nn.Module):
+  """`ResNet18` called as ``f(x)``, its BatchNorm always normalising with the batch's
+  statistics (PyTorch's train mode; running statistics are not used). AuxiLearn's Pet
+  labeler: a second ResNet-18 with the 1000-way fc, only ever run in training. Apply
+  with ``mutable=["batch_stats"]`` (the statistics it writes are discarded)."""
+
+  width: int = 64
+  num_outputs: int = 1000
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return ResNet18(width=self.width, num_outputs=self.num_outputs, dtype=self.dtype,
+                    name="resnet")(x, train=True)
+
+
 # Flax ConvBN submodule -> torchvision (conv, bn) names, inside a block or the stem.
 _BLOCK_LAYERS = {"conv1": ("conv1", "bn1"), "conv2": ("conv2", "bn2"),
                  "shortcut": ("downsample.0", "downsample.1")}

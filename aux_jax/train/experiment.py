@@ -83,6 +83,17 @@ def _compute_dtype(name: str):
   return jnp.dtype(name)
 
 
+def _pretrained_path(cfg) -> Optional[str]:
+  """``model.pretrained``: a weights file, or None for random weights (field absent,
+  None, or "none"); "" (a config's required-but-unset placeholder) raises."""
+  path = cfg.model.get("pretrained")
+  if path == "":
+    raise ValueError("model.pretrained is not set: give the backbone's weights file "
+                     "(e.g. --config.model.pretrained=/data/resnet18_imagenet.safetensors; "
+                     "docs/fidelity.md says how to write one), or 'none' for random weights")
+  return None if path is None or str(path).lower() == "none" else str(path)
+
+
 def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   """Builds the jitted functions of an experiment from its config and data.
 
@@ -103,8 +114,9 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   problem = problems.build_problem(cfg, data, backbone, dtype, keys, mesh)
   num_tasks = problem.num_tasks
   variables = problem.variables
-  if cfg.model.get("pretrained"):  # e.g. ImageNet weights of a ResNet-18 (safetensors)
-    variables = load_pretrained_backbone(cfg.model.name, cfg.model.pretrained, variables)
+  pretrained = _pretrained_path(cfg)
+  if pretrained:  # e.g. ImageNet weights of a ResNet-18 (safetensors)
+    variables = load_pretrained_backbone(cfg.model.name, pretrained, variables)
   partition = make_partition(variables["params"], cfg.method.partition,
                              partition_rules(cfg.model.name)
                              if cfg.method.partition == "module_wise" else ())

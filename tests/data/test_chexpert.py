@@ -114,3 +114,30 @@ def test_chexpert_errors(tmp_path):
     get_dataset("chexpert", chexpert_dir=str(tmp_path), primary_only=True)
   with pytest.raises(ValueError, match="chexpert_dir is not set"):
     get_dataset("chexpert", chexpert_dir="", primary_only=True)
+
+
+def test_attittud_chexpert_config_path(dirs):
+  """The config's path at toy sizes: multilabel main task, ATTITTUD step, AUC metrics."""
+  from aux_jax.train.experiment import build_experiment, load_data
+  from configs import attittud_chexpert
+
+  chex, tiny, _, _ = dirs
+  c = attittud_chexpert.get_config("attittud_11m1")
+  assert c.data.name == "chexpert" and c.model.name == "resnet18"
+  assert c.train.select == "neg_loss" and c.data.kwargs.image_size == 224
+  c.data.kwargs.update(dict(chexpert_dir=chex, aux_dir=tiny, image_size=32,
+                            train_per_class=4, monitor=10, aux_classes=2, aux_per_class=3))
+  c.model.kwargs = {"width": 2, "stage_sizes": (1, 1, 1, 1)}
+  c.data.batch_size, c.data.dev_batch_size, c.data.eval_batch_size = 4, 4, 8
+  c.method.kwargs.num_basis = 2
+  data = load_data(c)
+  with pytest.raises(ValueError, match="model.pretrained is not set"):
+    build_experiment(c, data)
+  c.model.pretrained = "none"
+  exp = build_experiment(c, data)
+  assert exp.problem.spec.kinds == ("multilabel", "classification")
+  state, metrics = exp.lower_step(exp.init())
+  assert np.isfinite(float(metrics["loss_main"]))
+  m = exp.evaluate(exp.model(state), "test")
+  assert {"test_auc", "test_loss", "test_label_accuracy"} <= set(m)
+  assert all(f"test_auc_label{l}" in m for l in range(5))

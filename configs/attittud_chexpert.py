@@ -23,9 +23,11 @@ As the original:
   100,000 TinyImageNet images), evaluated once per epoch, patience 10 epochs;
   fine-tuning up to 500 epochs of the 5,000 CheXpert images, evaluated per epoch.
 
+* dropout 0.2 after the stem and stages 1-3 and on the features, in both phases, off
+  while ATTITTUD builds its basis (``model.kwargs.dropout``).
+
 Remaining differences (docs/fidelity.md): one batch size of 64 per task (the original:
-128 auxiliary), the monitor set disjoint from training, no dropout (the original: 0.2
-after the stem and stages 1-3 and on the features, off while building the basis).
+128 auxiliary), the monitor set disjoint from training.
 
 Neither dataset nor the weights can be downloaded by this package: request
 CheXpert-v1.0-small at stanfordmlgroup.github.io/competitions/chexpert/, get
@@ -63,7 +65,9 @@ def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
       image_size=224, train_per_class=1000, monitor=100,
       aux_classes=200, aux_per_class=500, primary_only=False)
   c.data.kwargs.seed = c.get_ref("seed")
-  c.model = common.model("resnet18", width=64)  # ImageNet stem; fc = the task heads
+  # ImageNet stem; fc = the task heads; dropout 0.2 (pretraining and fine-tuning, the
+  # original's -dropRate / -ft-dropRate), off while ATTITTUD builds its basis.
+  c.model = common.model("resnet18", width=64, dropout=0.2)
   c.model.pretrained = UNSET   # required: ImageNet weights (safetensors) or "none"
   c.optim = common.optim("adam", lr=1e-3, momentum=0.0, clip_norm=1.0,
                          num_steps=100 * EPOCH)

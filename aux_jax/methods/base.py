@@ -60,6 +60,10 @@ class LossFns(NamedTuple):
   ``per_task_grads``: how `per_task_grads` gets per-task gradients (``"auto"``,
   ``"vmap"``, ``"map"``, ``"vjp"``; config ``method.per_task_grads``).
 
+  ``per_sample_no_dropout`` is optional: ``per_sample`` with the backbone's dropout off
+  (training-mode BatchNorm kept), e.g. ATTITTUD's basis (the original sets dropout to 0
+  while building it); None: ``per_sample`` has no dropout.
+
   ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
   losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
   auxiliary network combines (`per_sample` is their mean over valid pixels).
@@ -74,6 +78,7 @@ class LossFns(NamedTuple):
   one_task: Optional[Callable[[PyTree, Any], tuple[jax.Array, PyTree]]] = None
   scaled: Optional[Callable[[PyTree, dict], tuple[jax.Array, PyTree]]] = None
   per_task_grads: str = "auto"
+  per_sample_no_dropout: Optional[Callable[[PyTree], tuple[jax.Array, PyTree]]] = None
 
 
 class TaskSpec(NamedTuple):

@@ -108,6 +108,10 @@ class CifarResNet18(nn.Module):
     stem: "cifar" (3×3/1) or "imagenet" (7×7/2 and a 3×3/2 max-pool).
     num_outputs: outputs of a final Linear layer `fc` on the pooled features (0: none,
       the output is the 8·width pooled features; 1000: ImageNet's classifier).
+    dropout: p of dropout after the stem, after stages 1–3 and on the output, as
+      ATTITTUD's CheXpert ResNet-18 (its ``TransferResnet``). Active only in training
+      and only when the caller gives a ``"dropout"`` PRNG (the trainer's training
+      losses do; a call without one, e.g. ATTITTUD's basis, runs without dropout).
   """
 
   width: int = 64
@@ -115,10 +119,13 @@ class CifarResNet18(nn.Module):
   dtype: Any = jnp.float32
   stem: str = "cifar"
   num_outputs: int = 0
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = jnp.asarray(x, self.dtype)
+    active = bool(train and self.dropout > 0 and self.has_rng("dropout"))
+    drop = lambda h: nn.Dropout(self.dropout, deterministic=not active)(h) if active else h
     if self.stem not in ("cifar", "imagenet"):
       raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
     if self.stem == "imagenet":
@@ -126,9 +133,12 @@ class CifarResNet18(nn.Module):
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
       x = nn.relu(ConvBN(self.width, 3, 1, self.dtype, name="stem")(x, train))
+    x = drop(x)
     for i, n in enumerate(self.stage_sizes):
       x = Stage(self.width * 2**i, n, 1 if i == 0 else 2, self.dtype,
                 name=f"stage{i + 1}")(x, train)
+      if i < len(self.stage_sizes) - 1:
+        x = drop(x)
     x = jnp.mean(x, axis=(1, 2))
     if self.num_outputs:
       # torchvision's Linear init: U(±1/sqrt(fan_in)) for weight and bias.
@@ -137,7 +147,7 @@ class CifarResNet18(nn.Module):
           key, shape, dtype, -bound, bound)
       x = nn.Dense(self.num_outputs, kernel_init=uniform, bias_init=uniform,
                    dtype=self.dtype, name="fc")(x)
-    return x.astype(jnp.float32)
+    return drop(x).astype(jnp.float32)
 
 
 class ResNet18(CifarResNet18):

@@ -185,24 +185,29 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
     dimages = data.preprocess(eval_view(dimages, crop), dtype)
 
-    def per_sample(params, targets=None, layer_scales=None):
+    # Dropout (a backbone with dropout > 0): one key per step, task t's chunk split(·)[t].
+    dkey = jax.random.fold_in(jax.random.fold_in(keys.step, step), 1)
+
+    def per_sample(params, targets=None, layer_scales=None, dropout=True):
       feats, new_stats = multitask_features(
           backbone, _variables(params, batch_stats), images, train=True,
-          layer_scales=layer_scales, bn_stats=bn_stats)
+          layer_scales=layer_scales, bn_stats=bn_stats,
+          dropout_key=dkey if dropout else None)
       logits = apply_heads(params["heads"], feats.astype(jnp.float32))
       y = labels if targets is None else targets
       return class_losses(logits, y, num_classes[:, None], ml[:, None]), new_stats
 
     def one_task(params, t):  # task t's chunk alone: as row t of per_sample
       feats, new_stats = single_features(
-          backbone, _variables(params, batch_stats), images[t], train=True)
+          backbone, _variables(params, batch_stats), images[t], train=True,
+          dropout_key=jax.random.split(dkey, num_tasks)[t])
       logits = apply_head(params["heads"], t, feats.astype(jnp.float32))
       return class_losses(logits, labels[t], num_classes[t], ml[t]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
           backbone, _variables(stacked, batch_stats), images, train=True, stacked=True,
-          bn_stats=bn_stats)
+          bn_stats=bn_stats, dropout_key=dkey)
       heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))
@@ -216,7 +221,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, one_task=one_task,
                    scaled=lambda params, scales: per_sample(params, layer_scales=scales),
                    per_task_grads=per_task_mode, inputs=images,
-                   targets=labels)
+                   targets=labels,
+                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False))
 
   eval_batch = _eval_batch(cfg, mesh)
 
@@ -288,8 +294,9 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
 
-  def outputs(params, batch_stats, x, train):
-    feats, new_stats = single_features(backbone, _variables(params, batch_stats), x, train)
+  def outputs(params, batch_stats, x, train, dropout_key=None):
+    feats, new_stats = single_features(backbone, _variables(params, batch_stats), x, train,
+                                       dropout_key)
     return apply_heads_shared(params["heads"], feats.astype(jnp.float32)), new_stats
 
   def losses_at(batch_stats, step) -> LossFns:
@@ -304,14 +311,17 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       dx, dy = sharding.shard_batch((dx, dy), mesh)
     dx = data.preprocess(eval_view(dx, crop), dtype)
 
-    def per_sample(params, targets=None):
-      z, new_stats = outputs(params, batch_stats, x, train=True)
+    dkey = jax.random.fold_in(jax.random.fold_in(keys.step, step), 1)  # dropout
+
+    def per_sample(params, targets=None, dropout=True):
+      z, new_stats = outputs(params, batch_stats, x, train=True,
+                             dropout_key=dkey if dropout else None)
       y = ys if targets is None else targets
       return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma)
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
-      z, new_stats = outputs(params, batch_stats, x, train=True)
+      z, new_stats = outputs(params, batch_stats, x, train=True, dropout_key=dkey)
       maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t])
               for t in range(num_tasks)]
       return (jnp.stack([m for m, _ in maps]), jnp.stack([v for _, v in maps]),
@@ -322,7 +332,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma))
 
     return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
-                   per_task_grads=per_task_mode, inputs=x, targets=tuple(ys))
+                   per_task_grads=per_task_mode, inputs=x, targets=tuple(ys),
+                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False))
 
   eval_batch = _eval_batch(cfg, mesh)
 

@@ -1,4 +1,5 @@
-"""ResNet-18 for 32×32 images (He et al., CVPR 2016, CIFAR variant).
+"""ResNet-18 (He et al., CVPR 2016): the CIFAR variant for 32×32 images, and
+torchvision's ImageNet model (`ResNet18`) with ImageNet weights from a local file.
 
 The CIFAR variant replaces ImageNet's 7×7/2 stem and max-pool with one 3×3/1 conv,
 so stage 1 runs at full resolution:

@@ -53,32 +53,38 @@ def test_multilabel_main_task_losses_and_metrics():
   assert exp.problem.spec.kinds == ("multilabel", "classification")
   assert exp.select == "auc"
   state = exp.init()
-  losses = exp.losses_at(state, 2)
-  rows, _ = losses.per_sample(state.params)
   # Each task's batch through the backbone alone (BatchNorm per task chunk).
   net = get_backbone("small_cnn", width=4, features=8)
   v = {"params": state.params["backbone"], "batch_stats": state.batch_stats}
+
+  @jax.jit
+  def step_losses(state):
+    losses = exp.losses_at(state, 2)
+    logits = [apply_head(state.params["heads"], t, single_features(
+        net, v, losses.inputs[t], train=True)[0]) for t in range(2)]
+    return losses.per_sample(state.params)[0], logits, losses.targets, losses.dev(
+        state.params)
+
+  rows, logits, targets, dev_loss = step_losses(state)
   for t in range(2):
-    feats, _ = single_features(net, v, losses.inputs[t], train=True)
-    z = np.asarray(apply_head(state.params["heads"], t, feats))
+    z = np.asarray(logits[t])
     if t == 0:
-      want = _sigmoid_bce(z[:, :3], decode_multilabel(np.asarray(losses.targets[0]), 3))
+      want = _sigmoid_bce(z[:, :3], decode_multilabel(np.asarray(targets[0]), 3))
     else:
       zt = z[:, :4].astype(np.float64)
       lse = np.log(np.exp(zt).sum(-1))
-      want = lse - zt[np.arange(len(zt)), np.asarray(losses.targets[1])]
+      want = lse - zt[np.arange(len(zt)), np.asarray(targets[1])]
     np.testing.assert_allclose(rows[t], want, rtol=1e-5, atol=1e-6)
 
   metrics = exp.evaluate(exp.model(state), "test")
-  z = np.asarray(apply_head(state.params["heads"], 0, net.apply(
-      v, data.preprocess(data.test_images), train=False)))[:, :3]
+  z = np.asarray(jax.jit(lambda v: apply_head(state.params["heads"], 0, net.apply(
+      v, data.preprocess(data.test_images), train=False)))(v))[:, :3]
   y = decode_multilabel(data.test_labels, 3)
   assert metrics["test_auc"] == pytest.approx(roc_auc_score(y, z), abs=1e-6)
   assert metrics["test_loss"] == pytest.approx(_sigmoid_bce(z, y).mean(), rel=1e-5)
   for l in range(3):
     assert metrics[f"test_auc_label{l}"] == pytest.approx(roc_auc_score(y[:, l], z[:, l]),
                                                           abs=1e-6)
-  # The dev loss of the upper level is the mean BCE of the dev batch.
-  assert np.isfinite(float(losses.dev(state.params)))
+  assert np.isfinite(float(dev_loss))
   new_state, _ = exp.lower_step(state)
   assert np.all(np.isfinite(jax.tree.leaves(jax.tree.map(jnp.sum, new_state.params))))

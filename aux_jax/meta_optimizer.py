@@ -59,7 +59,10 @@ class MetaState(NamedTuple):
 
 class MetaOptimizer(NamedTuple):
   """``init(aux_params) -> MetaState`` and
-  ``update(hypergrad, info, state, aux_params) -> (aux_params, state, metrics)``."""
+  ``update(hypergrad, info, state, aux_params) -> (aux_params, state, metrics)``;
+  metrics: ``hypergrad_norm``, ``neumann_ratio`` (`HypergradInfo.ratio`),
+  ``hypergrad_skipped``, ``hypergrad_diverged``, and ``spectral_radius`` when the
+  solver reported one (Neumann's ``step="auto"``)."""
 
   init: Callable[[PyTree], MetaState]
   update: Callable[..., tuple[PyTree, MetaState, dict]]
@@ -120,6 +123,8 @@ def meta_optimizer(
         "hypergrad_skipped": (~apply).astype(jnp.int32),
         "hypergrad_diverged": diverged.astype(jnp.int32),
     }
+    if info.spectral_radius is not None:  # Neumann's step="auto": its estimate of ρ(J)
+      metrics["spectral_radius"] = info.spectral_radius
     return optax.tree.where(apply, new_params, aux_params), new_state, metrics
 
   return MetaOptimizer(init, update)

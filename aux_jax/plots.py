@@ -7,23 +7,29 @@ from typing import Sequence
 import numpy as np
 
 
-def weights_heatmap(records: Sequence[dict], path: str, *, task_names: Sequence[str],
-                    module_names: Sequence[str], title: str = "", snapshots: int = 4
-                    ) -> str:
-  """Heatmaps of the logged ``"weights"`` over training.
+def weights_over_training(records: Sequence[dict], path: str, *,
+                          task_names: Sequence[str], module_names: Sequence[str],
+                          title: str = "", best_step: int | None = None) -> str:
+  """Line plots of the logged ``"weights"`` of every auxiliary task over training.
 
-  Task × module weights (f32[K, M] per record, e.g. MAOAL's ω) are drawn as one
-  K × M heatmap at each of ``snapshots`` evenly spaced logged steps; per-task weights
-  (f32[K], e.g. AuxL's effective weights) as one step × task heatmap.
+  Task × module weights (f32[K, M] per record, e.g. MAOAL's ω) get one panel per
+  module; per-task weights (f32[K], e.g. AuxL's effective weights) one panel. Each
+  task is one line (the same colour in every panel), so a task the method learns to
+  ignore is seen sinking towards zero.
 
   Args:
     records: metric records with ``"step"`` and ``"weights"``.
     path: the PNG to write.
     task_names: the K auxiliary task names.
     module_names: the M module names.
+    title: the figure's title.
+    best_step: the selected (best-on-dev) step, marked by a dotted vertical line.
 
   Returns:
     ``path``.
+
+  Raises:
+    ValueError: no record has weights.
   """
   import matplotlib
   matplotlib.use("Agg")
@@ -34,25 +40,27 @@ def weights_heatmap(records: Sequence[dict], path: str, *, task_names: Sequence[
     raise ValueError("no logged weights to plot")
   steps = np.array([r["step"] for r in rows])
   weights = np.array([r["weights"] for r in rows], np.float32)
-  if weights.ndim == 3:  # [records, K, M]
-    picks = np.unique(np.linspace(0, len(rows) - 1, snapshots).round().astype(int))
-    vmax = max(float(weights.max()), 1e-6)
-    fig, axes = plt.subplots(1, len(picks), figsize=(3.2 * len(picks) + 1, 3.2),
-                             squeeze=False, constrained_layout=True)
-    for ax, i in zip(axes[0], picks):
-      im = ax.imshow(weights[i], vmin=0.0, vmax=vmax, cmap="viridis", aspect="auto")
-      ax.set_title(f"step {steps[i]}")
-      ax.set_xticks(range(len(module_names)), module_names, rotation=60, fontsize=7)
-      ax.set_yticks(range(len(task_names)), task_names, fontsize=7)
-    fig.colorbar(im, ax=axes[0].tolist(), label="ω = ReLU(W)")
-  else:  # [records, K]
-    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    im = ax.imshow(weights.T, cmap="viridis", aspect="auto",
-                   extent=(steps[0], steps[-1], len(task_names) - 0.5, -0.5))
-    ax.set_yticks(range(len(task_names)), task_names, fontsize=7)
+  if weights.ndim == 2:  # [records, K] -> one panel
+    weights, panels = weights[:, :, None], ["all modules"]
+  else:                  # [records, K, M]
+    panels = list(module_names)
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1.6, 3.2),
+                           sharey=True, squeeze=False, constrained_layout=True)
+  colors = plt.get_cmap("tab10")
+  for m, (ax, panel) in enumerate(zip(axes[0], panels)):
+    for k, name in enumerate(task_names):
+      ax.plot(steps, weights[:, k, m], color=colors(k % 10), label=name, lw=1.6)
+    if best_step is not None:
+      ax.axvline(best_step, color="0.4", ls=":", lw=1)
+    ax.set_title(panel, fontsize=9)
     ax.set_xlabel("step")
-    fig.colorbar(im, ax=ax, label="weight")
-  fig.suptitle(title)
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("learned weight")
+  axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
+                     title="auxiliary task" + ("\n(dotted: selected step)"
+                                               if best_step is not None else ""),
+                     title_fontsize=7)
+  fig.suptitle(title, fontsize=10)
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path

@@ -43,13 +43,15 @@ def base(runner: str = "train") -> ml_collections.ConfigDict:
 
 
 def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: int = 500,
-         augment: bool = False, crop_pad: int = 0,
+         augment: bool = False, crop_pad: int = 0, augment_dev: bool = False,
          **kwargs) -> ml_collections.ConfigDict:
   """The ``data`` section: loader ``name`` called with ``kwargs`` (`aux_jax.data`).
 
   ``batch_size`` is per task for data whose tasks have their own images, per step
   otherwise; ``dev_batch_size`` is the dev batch of the upper level and of the
   methods that read the dev loss (0: the whole dev split every step).
+  ``augment_dev``: the upper step's dev batch randomly cropped and flipped like a
+  training batch (the MAOAL and AuxiLearn originals draw it from an augmented set).
   """
   # A None default must stay overridable from the command line (ml_collections cannot
   # override a None field): paths (``root``, ``*_dir``) become str placeholders, any
@@ -59,7 +61,8 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
   return ml_collections.ConfigDict({
       "name": name, "kwargs": ml_collections.ConfigDict(kwargs),
       "batch_size": batch_size, "dev_batch_size": dev_batch_size,
-      "eval_batch_size": eval_batch_size, "augment": augment, "crop_pad": crop_pad})
+      "eval_batch_size": eval_batch_size, "augment": augment, "crop_pad": crop_pad,
+      "augment_dev": augment_dev})
 
 
 def placeholder_path():
@@ -68,14 +71,22 @@ def placeholder_path():
   return config_dict.placeholder(str)
 
 
-def model(name: str, dtype: str = "float32", bn_stats: str = "main",
+def model(name: str, dtype: str = "float32", bn_stats: str = "main", init: str = "flax",
+          head_init: str = "flax", aux_heads: str = "own",
           **kwargs) -> ml_collections.ConfigDict:
   """The ``model`` section: backbone ``name`` (`aux_jax.models`), compute ``dtype``
   (``float32`` or ``bfloat16``; parameters stay float32), and for tasks with their own
   images which task batches update the BatchNorm running statistics: ``"main"`` only
   or ``"all"`` in task order, as the original MAOAL's per-task forward passes
-  (`aux_jax.models.multitask`)."""
+  (`aux_jax.models.multitask`). ``init`` (backbone) and ``head_init`` (task heads):
+  ``"flax"`` (the modules' own initialisers) or ``"torch_default"`` (PyTorch's
+  ``nn.Conv``/``nn.Linear`` defaults; `aux_jax.models.init`). ``aux_heads``: ``"own"``
+  (task t through head t) or ``"shifted"`` (the original MAOAL's indexing: auxiliary
+  task k through head k − 1, so the first shares the main head; tasks with their own
+  images only)."""
   return ml_collections.ConfigDict({"name": name, "dtype": dtype, "bn_stats": bn_stats,
+                                    "init": init, "head_init": head_init,
+                                    "aux_heads": aux_heads,
                                     "kwargs": ml_collections.ConfigDict(kwargs)})
 
 
@@ -101,29 +112,41 @@ def optim(name: str = "sgd", *, lr: float, num_steps: int, momentum: float = 0.9
 
 
 def solver_kwargs(*, steps: int = 3, step: float = 1e-4, scale_by_step: bool = False,
-                  unroll: bool = False, maxiter: int = 50,
-                  tol: float = 1e-5) -> ml_collections.ConfigDict:
+                  unroll: bool = False, auto_step: bool = False,
+                  power_iterations: int = 10, maxiter: int = 50, tol: float = 1e-5,
+                  ridge: float = 0.0) -> ml_collections.ConfigDict:
   """``hyper.solver_kwargs``: each solver's own keyword arguments.
 
   ``neumann`` (`aux_jax.hypergrad.neumann`): ``steps`` terms after the first, step α,
   and whether the sum is multiplied by α (False: the original AuxiLearn/MAOAL
   convention), and ``unroll`` (the loop unrolled: same result, longer compilation, ~10×
-  faster upper steps on a CPU). ``cg`` (`aux_jax.hypergrad.conjugate_gradient`): ``maxiter``, ``tol``.
-  ``exact``: none.
+  faster upper steps on a CPU); ``auto_step=True`` replaces ``step`` by ``"auto"`` (α =
+  1/ρ̂, ρ̂ from ``power_iterations`` products; `aux_jax.train.optimizers.solver_kwargs`
+  translates it: a config field cannot hold both a number and a string). ``cg``
+  (`aux_jax.hypergrad.conjugate_gradient`): ``maxiter``, ``tol``. ``exact``: none.
+  Every solver: ``ridge`` λ, solving (Jᵀ + λI)p = v₀ (0: undamped).
   """
   return ml_collections.ConfigDict({
       "neumann": {"steps": steps, "step": step, "scale_by_step": scale_by_step,
-                  "unroll": unroll},
-      "cg": {"maxiter": maxiter, "tol": tol},
-      "exact": {}})
+                  "unroll": unroll, "auto_step": auto_step,
+                  "power_iterations": power_iterations, "ridge": ridge},
+      "cg": {"maxiter": maxiter, "tol": tol, "ridge": ridge},
+      "exact": {"ridge": ridge}})
 
 
 def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
           scale_by_step: bool = False, optimizer: str = "adam", lr: float = 0.01,
           momentum: float = 0.9, weight_decay: float = 0.0,
-          max_norm: float = 10.0, on_diverged: str = "skip") -> ml_collections.ConfigDict:
+          max_norm: float = 10.0, on_diverged: str = "skip", dev_bn: str = "eval",
+          train_term: str = "lower") -> ml_collections.ConfigDict:
   """The ``hyper`` section: the upper level of learnable methods (unused otherwise);
   ``step`` and ``scale_by_step`` are the Neumann series' (see `solver_kwargs`).
+
+  The upper step's batches (`aux_jax.train.problems.UpperOptions`): ``dev_bn`` the dev
+  loss with BatchNorm in ``"eval"`` mode (running statistics), or in ``"train"`` mode
+  (batch statistics; the running statistics then updated as PyTorch's train-mode
+  forwards do, `aux_jax.train.experiment`); ``train_term`` G on the ``"lower"``
+  step's batch or on a ``"fresh"`` training batch (a function of the step).
 
   ``on_diverged``: what to do with a finite hypergradient whose solver diverged (e.g.
   a growing Neumann series): ``"apply"`` it clipped to ``max_norm``, as the MAOAL and
@@ -134,7 +157,8 @@ def hyper(*, interval: int = 10, solver: str = "neumann", step: float = 1e-4,
       "interval": interval, "solver": solver,
       "solver_kwargs": solver_kwargs(step=step, scale_by_step=scale_by_step),
       "optimizer": optimizer, "lr": lr, "momentum": momentum,
-      "weight_decay": weight_decay, "max_norm": max_norm, "on_diverged": on_diverged})
+      "weight_decay": weight_decay, "max_norm": max_norm, "on_diverged": on_diverged,
+      "dev_bn": dev_bn, "train_term": train_term})
 
 
 def train(*, log_every: int, eval_every: int, checkpoint_every: int,

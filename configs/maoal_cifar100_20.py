@@ -11,6 +11,16 @@ Evaluation once per epoch as the original; besides the best-on-dev selection the
 summary reports the original's figure, the maximum per-epoch test accuracy, as the
 oracle ``test_accuracy_max_over_epochs`` (never used for selection).
 
+As the original (docs/fidelity.md, "MAOAL — CIFAR-100/20", rows "dev augmentation",
+"upper-step batches", "BatchNorm" and "init"), in every variant: the upper step's
+dev batch augmented (``data.augment_dev``), its dev loss in train-mode BatchNorm
+with the running statistics then updated (``hyper.dev_bn="train"``), G on a fresh
+training batch (``hyper.train_term="fresh"``), and PyTorch's default initialisation
+of the ResNet and the heads (``model.init``, ``model.head_init``). The library's
+defaults (``eval``, ``lower``, no dev augmentation, ``flax``) are the clean-dev-loss
+alternative. Kept as ours: task k's own head (the row "head of each aux task";
+``--config.model.aux_heads=shifted`` is the original's indexing).
+
 Prepare the data once (needs TensorFlow, only for preparing):
 
     pip install -e '.[prepare]' && python -m aux_jax.data.prepare cifar100
@@ -40,10 +50,13 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c.data = common.data("cifar100_20", batch_size=BATCH, dev_batch_size=100,
                        augment=True, crop_pad=4, data_dir=None, main_coarse=14,
                        aux_coarse=tuple(range(10)), dev_fraction=0.05,
-                       normalization="cifar100")   # the original's fixed constants
+                       normalization="cifar100",   # the original's fixed constants
+                       augment_dev=True)   # the meta split is cut from the augmented set
   # BatchNorm running statistics updated by every task's batch, as the original's
-  # per-task forward passes ("main": the main task's only).
-  c.model = common.model("resnet18_cifar", bn_stats="all", width=64)
+  # per-task forward passes ("main": the main task's only); PyTorch's default
+  # initialisation (no init code in the original).
+  c.model = common.model("resnet18_cifar", bn_stats="all", width=64,
+                         init="torch_default", head_init="torch_default")
   # stem, stage1..stage4 (heads excluded)
   c.method = common.method(method or "maoal", partition="module_wise")
   c.optim = common.optim("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
@@ -51,8 +64,11 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
                          num_steps=EPOCHS * STEPS_PER_EPOCH)
   # The original's α = 1: the series may grow; it is clipped and applied as the
   # original does, and counted (hypergrad_diverged).
+  # The original's upper step: a train-mode forward of the dev batch (statistics
+  # updated), G on a fresh training batch.
   c.hyper = common.hyper(interval=10, step=1.0, optimizer="adam", lr=0.01,
-                         weight_decay=5e-4, on_diverged="apply")
+                         weight_decay=5e-4, on_diverged="apply", dev_bn="train",
+                         train_term="fresh")
   common.maoal_variants(c, method, convergent_step=0.01)
   if c.method.name == "gradnorm":
     # GradNorm balances gradient norms at the last shared layer.

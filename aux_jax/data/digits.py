@@ -54,6 +54,7 @@ def load_digits_multitask(
     n_aux_ge5: int = 250,
     n_aux_random: int = 250,
     primary_only: bool = False,
+    tasks: tuple[str, ...] | None = None,
 ) -> MultiTaskData:
   """Loads the digits multi-task problem (see the module docstring for the tasks).
 
@@ -69,12 +70,17 @@ def load_digits_multitask(
     primary_only: keep the main task only (T = 1; e.g. a fine-tuning phase, or a
       generated auxiliary task). The split, the labels and the normalisation are the
       same as with every task.
+    tasks: the auxiliary tasks to keep, by name (None: all four). The split, the
+      labels and the normalisation do not depend on it, so e.g. ``("aux_digit",
+      "aux_parity", "aux_ge5")`` is the same problem without the harmful task (the
+      oracle that knows which task hurts).
 
   Returns:
     A validated `MultiTaskData` with 5 tasks of `u8[·, 8, 8, 1]` images.
 
   Raises:
-    ValueError: if the sizes are not positive or exceed the 1,797 images.
+    ValueError: if the sizes are not positive or exceed the 1,797 images, or `tasks`
+      names an unknown task.
   """
   from sklearn import datasets  # Imported here: only this loader needs it.
 
@@ -110,11 +116,19 @@ def load_digits_multitask(
       random_labels,
   ]
   mean, std = channel_stats(np.concatenate([images[r] for r in task_rows]))
-  names = TASK_NAMES
   num_classes = np.array(_NUM_CLASSES, np.int32)
+  keep = list(range(len(TASK_NAMES)))
+  if tasks is not None:
+    unknown = sorted(set(tasks) - set(TASK_NAMES[1:]))
+    if unknown:
+      raise ValueError(f"unknown auxiliary tasks {unknown}; known: {TASK_NAMES[1:]}")
+    keep = [0] + [t for t in keep[1:] if TASK_NAMES[t] in tasks]
   if primary_only:
-    task_rows, task_labels, names, num_classes = (
-        task_rows[:1], task_labels[:1], TASK_NAMES[:1], num_classes[:1])
+    keep = [0]
+  task_rows = [task_rows[t] for t in keep]
+  task_labels = [task_labels[t] for t in keep]
+  names = tuple(TASK_NAMES[t] for t in keep)
+  num_classes = num_classes[keep]
   train_x, train_y, counts = pad_tasks([images[r] for r in task_rows], task_labels)
   return MultiTaskData(
       train_images=train_x,

@@ -67,6 +67,10 @@ class LossFns(NamedTuple):
   ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
   losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
   auxiliary network combines (`per_sample` is their mean over valid pixels).
+
+  ``dev_stats`` is given when ``dev`` runs BatchNorm in train mode (the upper step with
+  ``hyper.dev_bn="train"``): ``dev_stats(params)`` is the model state (running
+  statistics) that forward leaves, r ← m r + (1 − m) μ_dev; ``dev`` itself discards it.
   """
 
   per_sample: Callable[..., tuple[jax.Array, PyTree]]
@@ -79,6 +83,7 @@ class LossFns(NamedTuple):
   scaled: Optional[Callable[[PyTree, dict], tuple[jax.Array, PyTree]]] = None
   per_task_grads: str = "auto"
   per_sample_no_dropout: Optional[Callable[[PyTree], tuple[jax.Array, PyTree]]] = None
+  dev_stats: Optional[Callable[[PyTree], PyTree]] = None
 
 
 class TaskSpec(NamedTuple):

@@ -32,6 +32,7 @@ from aux_jax.data.shared_input import with_subclass_task
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
 from aux_jax.models import get_backbone, load_pretrained_backbone
+from aux_jax.models import init as model_init
 from aux_jax.partition import Partition, make_partition, partition_rules
 from aux_jax import sharding
 from aux_jax.train import optimizers, problems
@@ -115,6 +116,10 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   num_tasks = problem.num_tasks
   variables = problem.variables
   pretrained = _pretrained_path(cfg)
+  if pretrained and cfg.model.get("init", "flax") != "flax":
+    # The init scheme would redraw every loaded kernel (`init` below).
+    raise ValueError(f"model.pretrained loads the backbone's weights; model.init="
+                     f"{cfg.model.init!r} would redraw them (use 'flax', or pretrained='none')")
   if pretrained:  # e.g. ImageNet weights of a ResNet-18 (safetensors)
     variables = load_pretrained_backbone(cfg.model.name, pretrained, variables)
   partition = make_partition(variables["params"], cfg.method.partition,
@@ -132,20 +137,33 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
                         projection=method.projection,
                         on_diverged=cfg.hyper.get("on_diverged", "skip"))
   step_key = keys.step
+  init_backbone = cfg.model.get("init", "flax")
+  init_heads = cfg.model.get("head_init", "flax")
+  for name, scheme in (("init", init_backbone), ("head_init", init_heads)):
+    if scheme not in model_init.INITS:
+      raise ValueError(f"model.{name} must be one of {model_init.INITS}, got {scheme!r}")
+  upper_opts = problems.upper_options(cfg)
 
   @functools.partial(jax.jit, out_shardings=replicated)
   def init() -> TrainState:
     k_heads, k_method = jax.random.split(jax.random.fold_in(keys.init, 1))
-    params = {"backbone": variables["params"], "heads": problem.init_heads(k_heads)}
+    # model.init / model.head_init (`aux_jax.models.init`): the modules' own
+    # initialisers or PyTorch's defaults (keys of their own: "flax" draws as before).
+    k_torch_backbone, k_torch_heads = jax.random.split(jax.random.fold_in(keys.init, 2))
+    params = {"backbone": model_init.initialize(init_backbone, k_torch_backbone,
+                                                variables["params"]),
+              "heads": model_init.initialize(init_heads, k_torch_heads,
+                                             problem.init_heads(k_heads), lead=1)}
     mstate = method.init(k_method)
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params,
         batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
         method=mstate, meta_state=meta.init(mstate.phi))
 
-  def losses_at(state: TrainState, step) -> LossFns:
-    """The training and dev losses of the batches of `step`."""
-    return problem.losses_at(state.batch_stats, step)
+  def losses_at(state: TrainState, step, upper: bool = False) -> LossFns:
+    """The training and dev losses of the batches of `step` (``upper``: the upper
+    step's batches, `problems.UpperOptions`)."""
+    return problem.losses_at(state.batch_stats, step, upper)
 
   # Donating the state halves peak memory on accelerators (CPU cannot use it).
   donate = () if jax.default_backend() == "cpu" else (0,)
@@ -172,9 +190,26 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
 
   @step_jit
   def upper_jit(state: TrainState):
-    """One hypergradient step on φ, on the batch of the lower step just taken."""
+    """One hypergradient step on φ after the lower step ``state.step − 1``: G on that
+    step's batch or a fresh one, the dev loss in eval or train mode
+    (`problems.UpperOptions`).
+
+    With ``hyper.dev_bn="train"`` the running statistics change as PyTorch's train-mode
+    forwards of the originals' upper step change them, in their order (M:train.py:267,
+    275-283; A:oxford_pet/trainer.py:243, 255): first the dev batch,
+    r ← m r + (1 − m) μ_dev; then, with ``train_term="fresh"``, the fresh training
+    batch's chunks folded as a lower step folds its own (``model.bn_stats``). The
+    ``"lower"`` term recomputes a batch already folded, so it adds nothing. With
+    ``"eval"`` the upper step leaves them untouched.
+    """
     last = state.step - 1
-    losses = losses_at(state, last)
+    stats = state.batch_stats
+    losses = losses_at(state, last, upper=True)
+    if losses.dev_stats is not None and stats:
+      stats = losses.dev_stats(state.params)
+      # The same batches; train-mode losses do not read the running statistics, so
+      # only the fresh batch's fold below starts from the dev-updated ones.
+      losses = problem.losses_at(stats, last, upper=True)
     key = jax.random.fold_in(jax.random.fold_in(step_key, last), 1)
     mstate = state.method.state
     if method.hyper_wrt == "shared":
@@ -207,14 +242,18 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
         symmetric=method.symmetric, solver_kwargs=solver_kwargs)
     phi, meta_state, metrics = meta.update(hg, info, state.meta_state, state.method.phi)
     metrics["dev_loss"] = info.val_loss  # evaluated once, inside the hypergradient
-    return state._replace(method=MethodState(phi, mstate), meta_state=meta_state), metrics
+    if losses.dev_stats is not None and stats and upper_opts.train_term == "fresh":
+      stats = losses.per_sample(state.params)[1]
+    return state._replace(method=MethodState(phi, mstate), meta_state=meta_state,
+                          batch_stats=stats), metrics
 
   def lower_step(state: TrainState):
     """One lower-level step: ``state -> (state, metrics)`` (jitted)."""
     return lower_jit(sharding.wait_on_cpu(state, mesh))
 
   def upper_step(state: TrainState):
-    """One hypergradient step on φ, on the batch of the lower step just taken (jitted)."""
+    """One hypergradient step on φ after the lower step just taken (jitted; see
+    ``upper_jit``)."""
     return upper_jit(sharding.wait_on_cpu(state, mesh))
 
   def evaluate(model: dict, split: str) -> dict:
@@ -231,11 +270,11 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     return sharding.replicate(state._replace(opt_state=opt_state), mesh)
 
   def finish(workdir: str, records: list, summary: dict) -> None:
-    del summary
-    plots.weights_heatmap(records, os.path.join(workdir, "weights.png"),
-                          task_names=problem.task_names[1:],
-                          module_names=partition.module_names,
-                          title=f"{method.name}: learned auxiliary weights")
+    plots.weights_over_training(
+        records, os.path.join(workdir, "weights.png"),
+        task_names=problem.task_names[1:], module_names=partition.module_names,
+        title=f"{method.name}: auxiliary weights over training",
+        best_step=summary.get("best_step"))
 
   return Experiment(
       name=method.name, select=problem.select, init=init, lower_step=lower_step,

@@ -78,7 +78,8 @@ def upper_optimizer(cfg) -> optax.GradientTransformation:
 
 def solver_kwargs(cfg) -> dict:
   """The keyword arguments of ``cfg.solver`` (a name in `aux_jax.hypergrad.SOLVERS`):
-  ``cfg.solver_kwargs[cfg.solver]``, checked against what the solver takes.
+  ``cfg.solver_kwargs[cfg.solver]``, checked against what the solver takes, with
+  ``auto_step=True`` turned into ``step="auto"`` (and ``auto_step=False`` dropped).
 
   Raises:
     ValueError: an unknown solver, an argument it does not take, or a solver option
@@ -94,4 +95,6 @@ def solver_kwargs(cfg) -> dict:
   hypergrad.get_solver(cfg.solver)
   section = cfg.get("solver_kwargs", {}).get(cfg.solver, {})
   kwargs = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+  if kwargs.pop("auto_step", False):  # neumann: α = 1/ρ̂ (a str cannot be a float field)
+    kwargs["step"] = "auto"
   return hypergrad.check_solver_kwargs(cfg.solver, kwargs)

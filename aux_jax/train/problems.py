@@ -14,6 +14,15 @@ as pure functions of `(seed, s)`. Given a mesh (`aux_jax.sharding`), the data
 is replicated on every device and the gathered batches are split over the ``"data"``
 axis on their batch axis (the dev batch too when it divides over the devices;
 otherwise every device computes it whole).
+
+The upper step's batches (``losses_at(..., upper=True)``) follow three options, all
+pure functions of the step (`upper_options`): ``hyper.dev_bn`` (the dev loss with
+BatchNorm in eval mode, or in train mode with batch statistics; then
+`LossFns.dev_stats` gives the running statistics that forward leaves),
+``data.augment_dev`` (the dev batch augmented like a training batch) and
+``hyper.train_term`` (G on the last lower step's batch, or on a fresh training batch).
+The lower step's `LossFns` (``upper=False``; its dev loss is read by e.g. SLGrad)
+never follow them.
 """
 
 from __future__ import annotations
@@ -54,7 +63,8 @@ class Problem(NamedTuple):
     spec: the tasks' names, kinds, output sizes and input shape (for methods).
     variables: the backbone's initial variables ({"params", "batch_stats"?}).
     init_heads: ``key -> heads`` (stacked per-task heads, `aux_jax.models.heads`).
-    losses_at: ``(batch_stats, step) -> LossFns`` of the batches of ``step``.
+    losses_at: ``(batch_stats, step, upper=False) -> LossFns`` of the batches of
+      ``step``; ``upper=True``: the upper step's (`UpperOptions`).
     evaluate: ``(params, batch_stats, split) -> {f"{split}_{metric}": float}``;
       main-task metrics unprefixed, auxiliary ones as f"{split}_{task}_{metric}".
     select: the default dev metric for model selection (higher is better).
@@ -65,7 +75,7 @@ class Problem(NamedTuple):
   spec: TaskSpec
   variables: dict
   init_heads: Callable[[jax.Array], dict]
-  losses_at: Callable[[PyTree, jax.Array], LossFns]
+  losses_at: Callable[..., LossFns]
   evaluate: Callable[[PyTree, PyTree, str], dict]
   select: str
 
@@ -104,6 +114,44 @@ def _dev_batch(cfg, n_dev: int) -> int:
   """``data.dev_batch_size``, where 0 means the whole dev split every step (SLGrad's toy)."""
   size = int(cfg.data.dev_batch_size)
   return n_dev if size == 0 else size
+
+
+DEV_BN = ("eval", "train")
+AUX_HEADS = ("own", "shifted")
+TRAIN_TERMS = ("lower", "fresh")
+
+
+class UpperOptions(NamedTuple):
+  """How the upper step's batches are made (config ``hyper.dev_bn``,
+  ``hyper.train_term``, ``data.augment_dev``; library defaults eval, lower, False)."""
+
+  dev_bn: str = "eval"
+  train_term: str = "lower"
+  augment_dev: bool = False
+
+
+def upper_options(cfg) -> UpperOptions:
+  """The `UpperOptions` of a config (missing fields: the library defaults).
+
+  Raises:
+    ValueError: an unknown ``hyper.dev_bn`` or ``hyper.train_term``.
+  """
+  o = UpperOptions(dev_bn=cfg.hyper.get("dev_bn", "eval"),
+                   train_term=cfg.hyper.get("train_term", "lower"),
+                   augment_dev=bool(cfg.data.get("augment_dev", False)))
+  if o.dev_bn not in DEV_BN:
+    raise ValueError(f"hyper.dev_bn must be one of {DEV_BN}, got {o.dev_bn!r}")
+  if o.train_term not in TRAIN_TERMS:
+    raise ValueError(f"hyper.train_term must be one of {TRAIN_TERMS}, got {o.train_term!r}")
+  return o
+
+
+def upper_keys(step_key, step):
+  """The upper step's own keys at ``step``: ``(fresh batch order, fresh batch
+  augmentation, dev augmentation)``, split from ``fold_in(fold_in(step_key, step), 2)``
+  (the lower step uses ``fold_in(step_key, step)`` for its augmentation and
+  ``fold_in(…, 1)`` for its method), so they are functions of the step."""
+  return tuple(jax.random.split(jax.random.fold_in(jax.random.fold_in(step_key, step), 2), 3))
 
 
 def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype,
@@ -166,6 +214,17 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   shard_dev = sharding.divides(mesh, dev_batch)
   bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
   ml = jnp.asarray(multilabel)
+  opts = upper_options(cfg)
+  # The head each task is trained through: its own, or the original MAOAL's indexing
+  # ("shifted": auxiliary task k = 1..K through head k − 1, so the first auxiliary
+  # task shares the main head and head K is never used; M:train.py:227, 284).
+  aux_heads = cfg.model.get("aux_heads", "own")
+  if aux_heads not in AUX_HEADS:
+    raise ValueError(f"model.aux_heads must be one of {AUX_HEADS}, got {aux_heads!r}")
+  head_of = jnp.asarray([0] + [t - 1 if aux_heads == "shifted" else t
+                               for t in range(1, num_tasks)], jnp.int32)
+  used_heads = (lambda heads: heads) if aux_heads == "own" else (
+      lambda heads: jax.tree.map(lambda h: h[head_of], heads))
 
   crop = _crop(cfg)
   x0 = eval_view(jnp.zeros((2,) + data.image_shape, dtype), crop)
@@ -173,17 +232,27 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
 
-  def losses_at(batch_stats, step) -> LossFns:
-    idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
+  def losses_at(batch_stats, step, upper: bool = False) -> LossFns:
+    k_fresh, k_fresh_aug, k_dev_aug = upper_keys(keys.step, step)
+    if upper and opts.train_term == "fresh":
+      # The first batch of a fresh per-task order (the original draws one from a new
+      # iterator of its shuffled loader), augmented with its own key.
+      idx = sampler.task_batch_indices(k_fresh, 0, counts, batch, n_max)
+      aug_key = k_fresh_aug
+    else:
+      idx = sampler.task_batch_indices(keys.data, step, counts, batch, n_max)
+      aug_key = jax.random.fold_in(keys.step, step)
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
     images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
-    images = augment_then_preprocess(data, images, jax.random.fold_in(keys.step, step),
+    images = augment_then_preprocess(data, images, aug_key,
                                      cfg.data.augment, cfg.data.crop_pad, dtype, crop)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dimages, dlabels = dev_x[didx], dev_y[didx]
     if shard_dev:
       dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
-    dimages = data.preprocess(eval_view(dimages, crop), dtype)
+    dimages = augment_then_preprocess(data, dimages, k_dev_aug, upper and opts.augment_dev,
+                                      cfg.data.crop_pad, dtype, crop)
+    dev_train = upper and opts.dev_bn == "train"
 
     # Dropout (a backbone with dropout > 0): one key per step, task t's chunk split(·)[t].
     dkey = jax.random.fold_in(jax.random.fold_in(keys.step, step), 1)
@@ -193,7 +262,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
           backbone, _variables(params, batch_stats), images, train=True,
           layer_scales=layer_scales, bn_stats=bn_stats,
           dropout_key=dkey if dropout else None)
-      logits = apply_heads(params["heads"], feats.astype(jnp.float32))
+      logits = apply_heads(used_heads(params["heads"]), feats.astype(jnp.float32))
       y = labels if targets is None else targets
       return class_losses(logits, y, num_classes[:, None], ml[:, None]), new_stats
 
@@ -201,28 +270,32 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
       feats, new_stats = single_features(
           backbone, _variables(params, batch_stats), images[t], train=True,
           dropout_key=jax.random.split(dkey, num_tasks)[t])
-      logits = apply_head(params["heads"], t, feats.astype(jnp.float32))
+      logits = apply_head(params["heads"], head_of[t], feats.astype(jnp.float32))
       return class_losses(logits, labels[t], num_classes[t], ml[t]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
           backbone, _variables(stacked, batch_stats), images, train=True, stacked=True,
           bn_stats=bn_stats, dropout_key=dkey)
-      heads = jax.tree.map(lambda h: jax.vmap(lambda x, t: x[t])(h, jnp.arange(num_tasks)),
+      heads = jax.tree.map(lambda h: jax.vmap(lambda x, i: x[i])(h, head_of),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))
       return class_losses(logits, labels, num_classes[:, None], ml[:, None]), new_stats
 
-    def dev(params):
-      feats = backbone.apply(_variables(params, batch_stats), dimages, train=False)
+    def dev_forward(params):
+      feats, new_stats = single_features(backbone, _variables(params, batch_stats),
+                                         dimages, train=dev_train)
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-      return jnp.mean(class_losses(logits, dlabels, num_classes[0], multilabel[0]))
+      loss = jnp.mean(class_losses(logits, dlabels, num_classes[0], multilabel[0]))
+      return loss, new_stats
 
-    return LossFns(per_sample=per_sample, dev=dev, per_task=per_task, one_task=one_task,
+    return LossFns(per_sample=per_sample, dev=lambda params: dev_forward(params)[0],
+                   per_task=per_task, one_task=one_task,
                    scaled=lambda params, scales: per_sample(params, layer_scales=scales),
                    per_task_grads=per_task_mode, inputs=images,
                    targets=labels,
-                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False))
+                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False),
+                   dev_stats=(lambda params: dev_forward(params)[1]) if dev_train else None)
 
   eval_batch = _eval_batch(cfg, mesh)
 
@@ -283,6 +356,14 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
                                                     for k in kinds)):
     raise ValueError("data.augment (random crop and flip) is for image inputs with "
                      "per-image targets; set data.augment=False")
+  opts = upper_options(cfg)
+  if opts.augment_dev and (data.mean is None or any(k in task_losses.DENSE_KINDS
+                                                    for k in kinds)):
+    raise ValueError("data.augment_dev (random crop and flip) is for image inputs with "
+                     "per-image targets; set data.augment_dev=False")
+  if cfg.model.get("aux_heads", "own") != "own":
+    raise ValueError("model.aux_heads='shifted' (the original MAOAL's head indexing) is "
+                     "for data whose tasks have their own images (MultiTaskData)")
   train_x, train_y, dev_x, dev_y0 = sharding.put_replicated(
       (data.train_inputs, tuple(data.train_targets), obj_x, obj_y[0]), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
@@ -299,17 +380,27 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
                                        dropout_key)
     return apply_heads_shared(params["heads"], feats.astype(jnp.float32)), new_stats
 
-  def losses_at(batch_stats, step) -> LossFns:
-    idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
+  def losses_at(batch_stats, step, upper: bool = False) -> LossFns:
+    k_fresh, k_fresh_aug, k_dev_aug = upper_keys(keys.step, step)
+    if upper and opts.train_term == "fresh":
+      # The first batch of a fresh order (the originals draw one from a new iterator
+      # of their shuffled loader), augmented with its own key.
+      idx = sampler.pool_batch_indices(k_fresh, 0, n_train, batch)
+      aug_key = k_fresh_aug
+    else:
+      idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
+      aug_key = jax.random.fold_in(keys.step, step)
     x = sharding.shard_batch(train_x[idx], mesh)
-    x = augment_then_preprocess(data, x, jax.random.fold_in(keys.step, step),
-                                cfg.data.augment, cfg.data.crop_pad, dtype, crop)
+    x = augment_then_preprocess(data, x, aug_key, cfg.data.augment, cfg.data.crop_pad, dtype,
+                                crop)
     ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dx, dy = dev_x[didx], dev_y0[didx]
     if shard_dev:
       dx, dy = sharding.shard_batch((dx, dy), mesh)
-    dx = data.preprocess(eval_view(dx, crop), dtype)
+    dx = augment_then_preprocess(data, dx, k_dev_aug, upper and opts.augment_dev,
+                                 cfg.data.crop_pad, dtype, crop)
+    dev_train = upper and opts.dev_bn == "train"
 
     dkey = jax.random.fold_in(jax.random.fold_in(keys.step, step), 1)  # dropout
 
@@ -327,13 +418,16 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       return (jnp.stack([m for m, _ in maps]), jnp.stack([v for _, v in maps]),
               new_stats)
 
-    def dev(params):
-      z, _ = outputs(params, batch_stats, dx, train=False)
-      return jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma))
+    def dev_forward(params):
+      z, new_stats = outputs(params, batch_stats, dx, train=dev_train)
+      return (jnp.mean(task_losses.per_sample_loss(kinds[0], z[0], dy, outs[0], gamma)),
+              new_stats)
 
-    return LossFns(per_sample=per_sample, dev=dev, per_pixel=per_pixel if dense else None,
+    return LossFns(per_sample=per_sample, dev=lambda params: dev_forward(params)[0],
+                   per_pixel=per_pixel if dense else None,
                    per_task_grads=per_task_mode, inputs=x, targets=tuple(ys),
-                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False))
+                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False),
+                   dev_stats=(lambda params: dev_forward(params)[1]) if dev_train else None)
 
   eval_batch = _eval_batch(cfg, mesh)
 

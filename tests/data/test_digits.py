@@ -80,3 +80,21 @@ def test_sizes_are_checked():
     load_digits_multitask(n_dev=0)
   small = load_digits_multitask(n_train=20, n_aux_random=30)
   np.testing.assert_array_equal(small.train_counts, [20, 350, 250, 250, 30])
+
+
+def test_tasks_option_drops_tasks_and_keeps_the_rest_identical(data):
+  helpful = load_digits_multitask(seed=0, tasks=("aux_digit", "aux_parity", "aux_ge5"))
+  assert helpful.task_names == TASK_NAMES[:4]
+  keep = [0, 1, 2, 3]
+  np.testing.assert_array_equal(helpful.train_counts, data.train_counts[keep])
+  np.testing.assert_array_equal(helpful.num_classes, data.num_classes[keep])
+  for t in keep:
+    n = data.train_counts[t]
+    np.testing.assert_array_equal(helpful.train_images[t, :n], data.train_images[t, :n])
+    np.testing.assert_array_equal(helpful.train_labels[t, :n], data.train_labels[t, :n])
+  np.testing.assert_array_equal(helpful.test_images, data.test_images)
+  np.testing.assert_array_equal(helpful.mean, data.mean)  # normalisation unchanged
+  only_random = load_digits_multitask(seed=0, tasks=("aux_random",))
+  assert only_random.task_names == ("main_digit", "aux_random")
+  with pytest.raises(ValueError, match="unknown auxiliary tasks"):
+    load_digits_multitask(tasks=("aux_colour",))

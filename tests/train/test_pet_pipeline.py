@@ -83,3 +83,46 @@ def test_crop_size_changes_only_the_views(pet):
   ea, eb = a.evaluate(a.model(sa), "test"), b.evaluate(b.model(sb), "test")
   for k in ea:
     np.testing.assert_allclose(ea[k], eb[k], rtol=1e-5)
+
+
+def test_heads_start_as_pytorch_linear_layers(pet):
+  """model.head_init="torch_default" (the config) on MLP heads: both layers, kernels and
+  biases, U(±1/√fan_in) as nn.Linear (fan_in 12 = fc outputs, then 6 = hidden)."""
+  c, data = pet
+  heads = build_experiment(c, data).init().params["heads"]
+  for name, fan_in in (("hidden_kernel", 12), ("hidden_bias", 12), ("kernel", 6),
+                       ("bias", 6)):
+    x = np.asarray(heads[name])
+    assert np.abs(x).max() <= 1 / np.sqrt(fan_in) and x.std() > 0.2 / np.sqrt(fan_in), name
+
+
+def test_pretrained_needs_the_modules_own_init(pet):
+  c, data = pet
+  c = c.copy_and_resolve_references()
+  c.model.pretrained, c.model.init = "/nonexistent/resnet18.safetensors", "torch_default"
+  with pytest.raises(ValueError, match="model.init"):
+    build_experiment(c, data)
+
+
+def test_meta_batch_is_augmented_at_the_crop_size(pet):
+  """data.augment_dev (the config) with data.crop_size: the upper step's meta batch is a
+  random crop_size crop + flip, as training batches. For images constant in space that
+  equals the centre crop the lower step's dev loss sees, while the stored-size view
+  (crop_size 0) gives another loss."""
+  _, data = pet
+  m = data.meta_inputs
+  flat = np.broadcast_to(m.mean(axis=(1, 2), keepdims=True), m.shape).astype(m.dtype)
+  flat_data = dataclasses.replace(data, meta_inputs=np.ascontiguousarray(flat))
+
+  def dev_losses(crop_size):
+    c = _tiny_pet("stl")
+    c.hyper.dev_bn = "eval"   # running statistics: the views alone differ
+    c.data.crop_size = crop_size
+    exp = build_experiment(c, flat_data)
+    s = exp.init()
+    return (float(exp.losses_at(s, 1).dev(s.params)),
+            float(exp.losses_at(s, 1, upper=True).dev(s.params)))
+
+  lower, upper = dev_losses(16)
+  np.testing.assert_allclose(upper, lower, rtol=1e-5)
+  assert abs(dev_losses(0)[0] - lower) > 1e-6 * abs(lower)

@@ -6,7 +6,10 @@ A config file like those in ``configs/`` (the launcher loads it by path):
 
 Cases: ``maoal`` (runner train, module-wise weights with upper steps), ``taskgen``
 (runner train, the task-generation method: a learned labeler), ``two_phase`` (equal
-weights, then fine-tuning on the main task from the pretrained model).
+weights, then fine-tuning on the main task from the pretrained model). ``maoal`` and
+``taskgen`` run the originals' upper-step batches (train-mode BatchNorm on an augmented
+dev batch, G on a fresh training batch) and PyTorch's default initialisation, so
+resuming is checked with them too.
 """
 
 import ml_collections
@@ -30,11 +33,16 @@ def get_config(case: str = "maoal") -> ml_collections.ConfigDict:
   c.optim = common.optim("sgd", lr=0.05, num_steps=STEPS)
   c.hyper = common.hyper(interval=3, step=0.1, optimizer="adam", lr=0.01)
   c.train = common.train(log_every=2, eval_every=4, checkpoint_every=8)
+  if case != "two_phase":  # the originals' upper-step batches (MAOAL, AuxiLearn)
+    c.hyper.dev_bn, c.hyper.train_term, c.data.augment_dev = "train", "fresh", True
+    c.model.init = c.model.head_init = "torch_default"
   if case == "taskgen":
     c.data.kwargs.primary_only = True
     c.data.subclass_task = 2
     c.method = common.method("taskgen", aux_weight=1.0, learn_labeler=True,
                              labeler_features=(4,))
+  elif case == "maoal":
+    c.model.aux_heads = "shifted"  # the original MAOAL's head indexing
   elif case == "two_phase":
     c.method = common.method("equal")
     c.data.kwargs.primary_only = False

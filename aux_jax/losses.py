@@ -14,6 +14,15 @@ AuxiLearn, Navon et al. ICLR 2021):
     classification ℓ = CE(z[:C], y)
     soft_classification  ℓ = −Σ_c q_c log softmax(z[:C])_c   (q a distribution, e.g.
                    the labels an AuxiLearn labeler generates, `aux_jax.methods.taskgen`)
+    multilabel     ℓ = (1/L) Σ_{l<L} BCE(z_l, y_l),  BCE(z, y) = −y log σ(z) − (1−y) log σ(−z)
+                   (L independent binary labels y ∈ {0,1}^L, e.g. CheXpert's 5 findings
+                   in ATTITTUD; PyTorch's BCEWithLogitsLoss averaged over the labels)
+
+Multilabel evaluation: the mean label accuracy (σ(z) > 0.5) and the ROC AUC of each
+label (`roc_auc`, the probability that a positive scores above a negative, ties
+½: scikit-learn's ``roc_auc_score``) and their mean ``auc`` (the selection metric);
+AUC needs every score of the split, so its statistics are rows (`ROWS`) concatenated
+over batches by `accumulate`, not sums.
 
 With ``focal_gamma`` γ > 0 the two classification kinds use the focal loss (Lin et al.,
 ICCV 2017) instead, as AuxiLearn's task-generation code does (γ = 2), with p = softmax
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from aux_jax.metrics import dense
@@ -94,6 +104,62 @@ def soft_focal_loss(logits: jax.Array, q: jax.Array, gamma: float) -> jax.Array:
   return -jnp.sum(q * jnp.power(1.0 - p, gamma) * jnp.log(p + _FOCAL_LOG_EPS), axis=-1)
 
 
+def multilabel_bce(logits: jax.Array, targets: jax.Array, num_labels) -> jax.Array:
+  """Per-sample binary cross-entropy with logits, averaged over each task's labels.
+
+  Args:
+    logits: `f32[..., C_max]`.
+    targets: `f32[..., C_max]` in {0, 1} (entries at ``l >= num_labels`` ignored).
+    num_labels: L, an int or an int array broadcastable to ``logits.shape[:-1]``.
+
+  Returns:
+    `f32[...]`: (1/L) Σ_{l<L} [softplus(z_l) − y_l z_l] (= −y log σ(z) − (1−y) log σ(−z)).
+  """
+  z = logits.astype(jnp.float32)
+  num_labels = jnp.asarray(num_labels)
+  mask = jnp.arange(z.shape[-1]) < num_labels[..., None]
+  bce = jax.nn.softplus(z) - targets.astype(jnp.float32) * z
+  return jnp.sum(jnp.where(mask, bce, 0.0), -1) / num_labels.astype(jnp.float32)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+  """ROC AUC of one binary label: the Mann–Whitney statistic with average ranks,
+  P(score of a positive > score of a negative) + ½ P(equal) — scikit-learn's
+  ``roc_auc_score``. NaN when ``labels`` has only one class (AUC undefined; scikit-learn
+  raises).
+
+  Args: scores f[N]; labels {0, 1}[N].
+  """
+  scores = np.asarray(scores, np.float64)
+  pos = np.asarray(labels) > 0.5
+  n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  order = np.argsort(scores, kind="mergesort")
+  sorted_scores = scores[order]
+  ranks = np.empty(len(scores))
+  # Average 1-based ranks over runs of equal scores.
+  starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+  ends = np.r_[starts[1:], len(scores)]
+  ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+  return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+# eval_stats entries that are per-example rows (concatenated by `accumulate`).
+ROWS = "rows"
+
+
+def accumulate(total, stats):
+  """Adds one batch's `eval_stats` to the running ``total`` (None at first): sums,
+  except the per-example ``ROWS`` entries, which are concatenated."""
+  if total is None:
+    return stats
+  if isinstance(stats, (list, tuple)):
+    return type(stats)(accumulate(a, b) for a, b in zip(total, stats))
+  return {k: (jax.tree.map(lambda a, b: jnp.concatenate([a, b]), total[k], v) if k == ROWS
+              else jax.tree.map(jnp.add, total[k], v)) for k, v in stats.items()}
+
+
 def unit_normals(z: jax.Array) -> jax.Array:
   """`z / sqrt(‖z‖² + ε)` on the last axis: predicted unit normals, bounded gradient."""
   return z * jax.lax.rsqrt(jnp.sum(jnp.square(z), -1, keepdims=True) + _NORMAL_EPS)
@@ -149,6 +215,12 @@ def loss_map(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
   return (1.0 - dot * valid if original else (1.0 - dot) * valid), valid
 
 
+def _pad_last(target: jax.Array, size: int) -> jax.Array:
+  """``f32[..., L]`` targets zero-padded to ``f32[..., size]`` (the head's C_max)."""
+  pad = size - target.shape[-1]
+  return jnp.pad(target, [(0, 0)] * (target.ndim - 1) + [(0, pad)]) if pad else target
+
+
 def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
                     focal_gamma: float = 0.0, convention: str = "ours",
                     mask: jax.Array | None = None) -> jax.Array:
@@ -167,6 +239,8 @@ def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_output
   if kind == "soft_classification":
     z = outputs[..., :num_outputs].astype(jnp.float32)
     return -jnp.sum(target * jax.nn.log_softmax(z, axis=-1), axis=-1)
+  if kind == "multilabel":
+    return multilabel_bce(outputs, _pad_last(target, outputs.shape[-1]), num_outputs)
   if kind in DENSE_KINDS:
     losses, weights = loss_map(kind, outputs, target, num_outputs, convention, mask)
     axes = tuple(range(1, losses.ndim))
@@ -177,13 +251,14 @@ def per_sample_loss(kind: str, outputs: jax.Array, target: jax.Array, num_output
 
 def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: int,
                mask: jax.Array) -> dict:
-  """Additive evaluation statistics of one batch (sum them over batches).
+  """Evaluation statistics of one batch (combine batches with `accumulate`: sums,
+  and per-example ``ROWS`` concatenated).
 
   Args:
     mask: `f32[B]`, 0 for padding rows.
 
   Returns:
-    A dict of arrays; `finalize_stats` turns the sums into metrics.
+    A dict of arrays; `finalize_stats` turns the totals into metrics.
   """
   loss = jnp.sum(mask * per_sample_loss(kind, outputs, target, num_outputs))
   out = {"loss": loss, "count": jnp.sum(mask)}
@@ -193,6 +268,10 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
     out["correct"] = jnp.sum(mask * (jnp.argmax(z, -1) == target))
   elif kind == "soft_classification":  # the prediction agrees with the target's mode
     out["correct"] = jnp.sum(mask * (jnp.argmax(z, -1) == jnp.argmax(target, -1)))
+  elif kind == "multilabel":  # mean label accuracy; scores and labels for the AUC
+    y = target.astype(jnp.float32)
+    out["label_correct"] = jnp.sum(mask * jnp.mean((z > 0) == (y > 0.5), -1))
+    out[ROWS] = {"scores": jax.nn.sigmoid(z), "labels": y, "mask": mask}
   elif kind == "regression":
     out["sq_err"] = jnp.sum(mask * jnp.mean(jnp.square(z - target), -1))
   elif kind == "segmentation":
@@ -210,7 +289,8 @@ def eval_stats(kind: str, outputs: jax.Array, target: jax.Array, num_outputs: in
 
 def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
   """Metrics from summed `eval_stats` (higher-is-better keys for model selection:
-  accuracy, neg_loss (classification: ATTITTUD selects on the monitor loss),
+  accuracy, neg_loss (classification, multilabel: ATTITTUD selects on the monitor
+  loss), auc (multilabel),
   neg_mse, miou_dataset, miou_per_image, pixel_acc_dataset,
   pixel_acc_per_image, neg_abs_err, neg_mean_angle).
 
@@ -224,6 +304,17 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
   if kind in ("classification", "soft_classification"):
     out["accuracy"] = float(stats["correct"]) / n
     out["neg_loss"] = -out["loss"]
+  elif kind == "multilabel":
+    out["label_accuracy"] = float(stats["label_correct"]) / n
+    out["neg_loss"] = -out["loss"]
+    rows = jax.tree.map(np.asarray, stats[ROWS])
+    keep = rows["mask"] > 0
+    aucs = [roc_auc(rows["scores"][keep, l], rows["labels"][keep, l])
+            for l in range(rows["scores"].shape[-1])]
+    out.update({f"auc_label{l}": a for l, a in enumerate(aucs)})
+    # The mean over the labels whose AUC is defined (both classes in the split).
+    defined = [a for a in aucs if not np.isnan(a)]
+    out["auc"] = float(np.mean(defined)) if defined else float("nan")
   elif kind == "regression":
     out["mse"] = float(stats["sq_err"]) / n
     out["neg_mse"] = -out["mse"]
@@ -245,5 +336,6 @@ def finalize_stats(kind: str, stats: dict) -> dict[str, float]:
 def default_select(kind: str) -> str:
   """The dev metric that selects the model for a main task of ``kind``."""
   return {"classification": "accuracy", "soft_classification": "accuracy",
+          "multilabel": "auc",
           "regression": "neg_mse", "segmentation": "miou_dataset",
           "depth": "neg_abs_err", "normal": "neg_mean_angle"}[kind]

@@ -65,6 +65,7 @@ SEGNET_MODULES = (("encoder", r"^enc\d+_"), ("decoder", r"^dec\d+_"))
 _RULES = {
     "segnet": SEGNET_MODULES,
     "resnet18_cifar": RESNET18_CIFAR_MODULES,
+    "resnet18": RESNET18_CIFAR_MODULES,
     "small_cnn": SMALL_CNN_MODULES,
     "mlp": MLP_MODULES,
     "multi_lenet": MULTI_LENET_MODULES,

@@ -78,14 +78,18 @@ class Labeler(nn.Module):
   Default backbone: for images f32[B, H, W, C_in], one 3×3 conv + ReLU + 2×2 max-pool
   per entry of ``features`` then a global average pool; for vectors f32[B, D], one
   Dense + ReLU per entry. A custom ``backbone`` (any module mapping x to f32[B, F],
-  called as ``backbone(x)``) replaces it. A Dense head gives C·k logits (in float32)
-  and `masked_softmax` keeps y's k sub-classes.
+  called as ``backbone(x)``) replaces it, e.g. AuxiLearn's Pet labeler, an ImageNet
+  ResNet-18 with its 1000-way fc (`aux_jax.models.resnet.BatchStatsResNet18`; apply
+  with ``mutable=["batch_stats"]``). One Dense + ReLU per entry of ``hidden`` (the Pet
+  labeler: 512), then a Dense head gives C·k logits (in float32) and `masked_softmax`
+  keeps y's k sub-classes.
 
   Attributes:
     num_classes: C, the number of main classes.
     num_subclasses: k, auxiliary sub-classes per main class.
     features: widths of the default backbone.
     backbone: optional feature extractor replacing the default.
+    hidden: widths of Dense + ReLU layers between the backbone and the head.
     dtype: compute dtype of the default backbone.
   """
 
@@ -93,6 +97,7 @@ class Labeler(nn.Module):
   num_subclasses: int
   features: Sequence[int] = (16, 32)
   backbone: Optional[nn.Module] = None
+  hidden: Sequence[int] = ()
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -116,8 +121,10 @@ class Labeler(nn.Module):
     else:
       raise ValueError(
           f"Labeler expects images f32[B, H, W, C] or vectors f32[B, D]; got {x.shape}")
-    logits = nn.Dense(self.num_classes * self.num_subclasses, dtype=jnp.float32)(
-        h.astype(jnp.float32))
+    h = h.astype(jnp.float32)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width, dtype=jnp.float32)(h))
+    logits = nn.Dense(self.num_classes * self.num_subclasses, dtype=jnp.float32)(h)
     return masked_softmax(logits, main_labels, self.num_subclasses)
 
 

@@ -65,6 +65,12 @@ def data(name: str, *, batch_size: int, dev_batch_size: int, eval_batch_size: in
       "augment_dev": augment_dev})
 
 
+def placeholder_path():
+  """An unset, command-line-settable path (e.g. ``model.pretrained``): None until given
+  (ml_collections cannot override a plain None field)."""
+  return config_dict.placeholder(str)
+
+
 def model(name: str, dtype: str = "float32", bn_stats: str = "main", init: str = "flax",
           head_init: str = "flax", aux_heads: str = "own",
           **kwargs) -> ml_collections.ConfigDict:

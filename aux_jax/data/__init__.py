@@ -22,6 +22,7 @@ _LOADERS = {
     "oxford_pet": "aux_jax.data.tfds_images:load_oxford_pet",
     "cifar10_fewshot": "aux_jax.data.fewshot:load_cifar10_fewshot",
     "image_folders": "aux_jax.data.image_folders:load_image_folders",
+    "chexpert": "aux_jax.data.chexpert:load_chexpert",
     "toy_regression": "aux_jax.data.toy_regression:load_toy_regression",
     "cifar10_ovr": "aux_jax.data.cifar10_ovr:load_cifar10_ovr",
     "multi_mnist": "aux_jax.data.multi_mnist:load_multi_mnist",

@@ -1,7 +1,11 @@
 """The multi-task dataset container shared by every data loader.
 
 A multi-task problem is `T` classification tasks, task 0 the *main* task and tasks
-`1..T-1` auxiliary, each with its own training images. All splits are host NumPy
+`1..T-1` auxiliary, each with its own training images. A task may instead be
+multi-label (kind "multilabel", `aux_jax.losses`: L binary labels, e.g. CheXpert's
+findings); its label stays one int per image, the bit mask of its positive labels
+(bit l ↔ label l, `encode_multilabel` / `decode_multilabel`), so all tasks' labels
+keep one padded int array. All splits are host NumPy
 arrays, small enough to live on the device whole (batches are gathered there by
 index, see `aux_jax.data.sampler`), so a training step never waits on the host.
 """
@@ -53,6 +57,33 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np
   std = np.sqrt(np.maximum(total_sq / n - np.square(mean), 0.0))
   std = np.where(std > 0, std, 1.0)
   return mean.astype(np.float32), std.astype(np.float32)
+
+
+# ImageNet's per-channel mean and std in pixel units (torchvision's Normalize
+# constants × 255), for ImageNet-pretrained models.
+IMAGENET_MEAN = (255.0 * np.array([0.485, 0.456, 0.406])).astype(np.float32)
+IMAGENET_STD = (255.0 * np.array([0.229, 0.224, 0.225])).astype(np.float32)
+
+KINDS = ("classification", "multilabel")
+MAX_LABELS = 30  # bits of a multilabel task's int label (int32, sign bit unused)
+
+
+def encode_multilabel(targets: np.ndarray) -> np.ndarray:
+  """``{0,1}[N, L]`` binary targets -> ``i32[N]`` bit masks (bit l = label l)."""
+  targets = np.asarray(targets)
+  if targets.ndim != 2 or targets.shape[1] > MAX_LABELS:
+    raise ValueError(f"multilabel targets must be [N, L] with L <= {MAX_LABELS}, got "
+                     f"shape {targets.shape}")
+  if not np.all((targets == 0) | (targets == 1)):
+    raise ValueError("multilabel targets must be 0 or 1")
+  return (targets.astype(np.int64) << np.arange(targets.shape[1])).sum(1).astype(np.int32)
+
+
+def decode_multilabel(labels, num_labels: int):
+  """``int[...]`` bit masks -> ``f32[..., num_labels]`` binary targets (NumPy or JAX)."""
+  xp = jnp if isinstance(labels, jnp.ndarray) else np
+  bits = xp.minimum(xp.arange(num_labels), MAX_LABELS)  # labels past L are masked anyway
+  return ((labels[..., None] >> bits) & 1).astype(xp.float32)
 
 
 def pad_tasks(
@@ -108,6 +139,9 @@ class MultiTaskData:
     meta_images, meta_labels: optional main-task set for the upper-level objective
       only (AuxiLearn's meta-validation split; carried into `SharedInputData` by
       `aux_jax.data.shared_input.with_subclass_task`); None: dev serves both.
+    task_kinds: `T` kinds from `KINDS` (None: all "classification"); a "multilabel"
+      task's `num_classes` is its number of labels L and its labels (train, and dev
+      and test for the main task) are bit masks in [0, 2^L).
   """
 
   train_images: np.ndarray
@@ -123,6 +157,12 @@ class MultiTaskData:
   std: np.ndarray
   meta_images: Optional[np.ndarray] = None
   meta_labels: Optional[np.ndarray] = None
+  task_kinds: Optional[tuple] = None
+
+  @property
+  def kinds(self) -> tuple[str, ...]:
+    """The `T` task kinds ("classification" unless `task_kinds` says otherwise)."""
+    return tuple(self.task_kinds or ("classification",) * self.num_tasks)
 
   @property
   def num_tasks(self) -> int:
@@ -163,10 +203,18 @@ class MultiTaskData:
       fail(f"train_counts {n.tolist()} must lie in [1, {n_max}]")
     if np.any(self.num_classes < 2):
       fail(f"num_classes {self.num_classes.tolist()} must be >= 2")
+    kinds = self.kinds
+    if len(kinds) != t_ or any(k not in KINDS for k in kinds):
+      fail(f"task_kinds {kinds} must be {t_} of {KINDS}")
+    if any(k == "multilabel" and c > MAX_LABELS for k, c in zip(kinds, self.num_classes)):
+      fail(f"a multilabel task has at most {MAX_LABELS} labels")
+    # Labels lie in [0, high[t]): C classes, or 2^L bit masks of a multilabel task.
+    high = [2 ** int(c) if k == "multilabel" else int(c)
+            for k, c in zip(kinds, self.num_classes)]
     for t in range(t_):
       yt = y[t, : n[t]]
-      if yt.size and (yt.min() < 0 or yt.max() >= self.num_classes[t]):
-        fail(f"task {t} ({self.task_names[t]}) labels outside [0, {self.num_classes[t]})")
+      if yt.size and (yt.min() < 0 or yt.max() >= high[t]):
+        fail(f"task {t} ({self.task_names[t]}) labels outside [0, {high[t]})")
     for split in ("dev", "test"):
       xs, ys = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
       if xs.dtype != np.uint8 or xs.shape[1:] != hwc or xs.shape[0] < 1:
@@ -174,8 +222,8 @@ class MultiTaskData:
              f"{xs.dtype}{list(xs.shape)}")
       if ys.shape != xs.shape[:1] or not np.issubdtype(ys.dtype, np.integer):
         fail(f"{split}_labels must be int[{xs.shape[0]}], got {ys.dtype}{list(ys.shape)}")
-      if ys.min() < 0 or ys.max() >= self.num_classes[0]:
-        fail(f"{split} labels outside [0, {self.num_classes[0]}) of the main task")
+      if ys.min() < 0 or ys.max() >= high[0]:
+        fail(f"{split} labels outside [0, {high[0]}) of the main task")
     for name in ("mean", "std"):
       v = getattr(self, name)
       if np.shape(v) != (hwc[-1],):

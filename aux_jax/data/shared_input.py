@@ -18,6 +18,7 @@ kind               target (per example)        loss / main metric
 "depth"            f32[H, W, 1], 0 = missing   L1 on valid pixels / abs., rel. error
 "normal"           f32[H, W, 3], 0 = missing   1 − cos on valid pixels / angle error
 "soft_classification" f32[C], a distribution   soft cross-entropy / agreement of modes
+"multilabel"       f32[L] in {0, 1}            mean BCE over labels / mean ROC AUC
 =================  ==========================  =====================================
 """
 
@@ -32,14 +33,14 @@ import numpy as np
 from aux_jax.data.multitask import preprocess
 
 TASK_KINDS = ("classification", "regression", "segmentation", "depth", "normal",
-              "soft_classification")
+              "soft_classification", "multilabel")
 DENSE_KINDS = ("segmentation", "depth", "normal")
 
 
 def _target_shape(kind: str, num_outputs: int, spatial: tuple) -> tuple:
   if kind == "classification":
     return ()
-  if kind in ("regression", "soft_classification"):
+  if kind in ("regression", "soft_classification", "multilabel"):
     return (num_outputs,)
   if kind == "segmentation":
     return spatial
@@ -159,6 +160,8 @@ class SharedInputData:
                  f"[{low}, {c})")
           if c < 2:
             fail(f"task {t} ({self.task_names[t]}) needs >= 2 classes, got {c}")
+        if kind == "multilabel" and not np.all((np.asarray(y) == 0) | (np.asarray(y) == 1)):
+          fail(f"{split} targets of task {t} ({self.task_names[t]}) must be 0 or 1")
         if kind == "soft_classification" and len(y) and (
             np.min(y) < 0 or not np.allclose(np.sum(y, -1), 1.0, atol=1e-4)):
           fail(f"{split} targets of task {t} ({self.task_names[t]}) must be "

@@ -10,7 +10,8 @@ classification task):
 * dev: a seeded random ``dev_fraction`` of the training split (≥ 1 image), disjoint
   from train: the upper-level objective and the model-selection set;
 * test: the dataset's test split;
-* mean/std: per-channel statistics of the (kept) training images.
+* mean/std: per-channel statistics of the (kept) training images, or ImageNet's
+  (``normalization="imagenet"``, for ImageNet-pretrained models; AuxiLearn's Pet).
 
 With ``perm = default_rng(seed).permutation(N)`` and ``n_dev = max(1,
 round(dev_fraction·N))``: dev = ``perm[:n_dev]``, train = ``sort(perm[n_dev:][:max_train])``.
@@ -27,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from aux_jax.data import tfds_source
-from aux_jax.data.multitask import MultiTaskData, channel_stats
+from aux_jax.data.multitask import IMAGENET_MEAN, IMAGENET_STD, MultiTaskData, channel_stats
 
 CIFAR10_NAME = "cifar10"
 CIFAR10_CLASSES = 10
@@ -80,10 +81,13 @@ def per_class_subset(labels: np.ndarray, rows: np.ndarray, per_class: int, seed:
 
 def _single_task(name: str, num_classes: int, shape: Optional[tuple[int, int, int]],
                  data_dir, dev_fraction, seed, max_train,
-                 per_class: Optional[int] = None, meta_size: int = 0) -> MultiTaskData:
+                 per_class: Optional[int] = None, meta_size: int = 0,
+                 normalization: str = "data") -> MultiTaskData:
   # Validate before the (slow) read.
   if not 0.0 < dev_fraction < 1.0:
     raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
+  if normalization not in ("data", "imagenet"):
+    raise ValueError(f"normalization must be 'data' or 'imagenet', got {normalization!r}")
   images, labels = tfds_source.load_arrays(name, "train", data_dir, ("label",), shape)
   test_images, test_labels = tfds_source.load_arrays(name, "test", data_dir, ("label",),
                                                      shape)
@@ -100,7 +104,8 @@ def _single_task(name: str, num_classes: int, shape: Optional[tuple[int, int, in
     m = np.sort(m)
     meta = dict(meta_images=images[m], meta_labels=labels[m].astype(np.int32))
   train_images = images[train]
-  mean, std = channel_stats(train_images)
+  mean, std = (channel_stats(train_images) if normalization == "data"
+               else (IMAGENET_MEAN, IMAGENET_STD))
   return MultiTaskData(
       train_images=train_images[None],
       train_labels=labels[train][None].astype(np.int32),
@@ -141,8 +146,8 @@ def load_cifar10(data_dir: Optional[str] = None, dev_fraction: float = 0.1,
 def load_oxford_pet(data_dir: Optional[str] = None, image_size: int = 64,
                     dev_fraction: float = 0.1, seed: int = 0,
                     max_train: Optional[int] = None,
-                    per_class: Optional[int] = None, meta_size: int = 0
-                    ) -> MultiTaskData:
+                    per_class: Optional[int] = None, meta_size: int = 0,
+                    normalization: str = "data") -> MultiTaskData:
   """Oxford-IIIT Pet (TFDS 'oxford_iiit_pet') as one 37-way breed task.
 
   The 'label' feature (37 breeds) is the main task; images of varying size are
@@ -160,6 +165,8 @@ def load_oxford_pet(data_dir: Optional[str] = None, image_size: int = 64,
       protocol: 30; None: all).
     meta_size: then move this many training images to a meta-validation set, the
       hypergradient's objective only (AuxiLearn's protocol: 9; 0: the dev set).
+    normalization: "data" (the training images' mean/std) or "imagenet" (ImageNet's
+      mean/std, AuxiLearn's Pet transform).
 
   Returns:
     A validated single-task `MultiTaskData`.
@@ -172,4 +179,4 @@ def load_oxford_pet(data_dir: Optional[str] = None, image_size: int = 64,
     raise ValueError(f"image_size must be a positive int, got {image_size}")
   shape = (int(image_size), int(image_size), 3)
   return _single_task(PET_NAME, PET_CLASSES, shape, data_dir, dev_fraction, seed,
-                      max_train, per_class, meta_size)
+                      max_train, per_class, meta_size, normalization)

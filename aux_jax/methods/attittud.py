@@ -177,8 +177,11 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     n = batch if nsamples is None else min(nsamples, batch)
     k = min(num_basis, n)
 
+    # The basis without dropout, as the original (its dropout set to 0 while building it).
+    basis_losses = losses.per_sample_no_dropout or losses.per_sample
+
     def main_losses(bb):  # f32[n]
-      return losses.per_sample({"backbone": bb, "heads": heads})[0][0, :n]
+      return basis_losses({"backbone": bb, "heads": heads})[0][0, :n]
 
     def rebuild(old):
       # The k products batched as the per-task gradients are (config

@@ -65,6 +65,10 @@ class LossFns(NamedTuple):
   independently of the step's batch (their own sampler stream; train mode), for a
   gradient that must not reuse the batch's examples (ATTITTUD's g*).
 
+  ``per_sample_no_dropout`` is optional: ``per_sample`` with the backbone's dropout off
+  (training-mode BatchNorm kept), e.g. ATTITTUD's basis (the original sets dropout to 0
+  while building it); None: ``per_sample`` has no dropout.
+
   ``per_pixel`` is given for dense tasks only: ``per_pixel(params) -> (f32[T, B, H, W]
   losses, f32[T, B, H, W] valid mask, model_state)``, the loss maps a convolutional
   auxiliary network combines (`per_sample` is their mean over valid pixels).
@@ -83,6 +87,7 @@ class LossFns(NamedTuple):
   one_task: Optional[Callable[[PyTree, Any], tuple[jax.Array, PyTree]]] = None
   scaled: Optional[Callable[[PyTree, dict], tuple[jax.Array, PyTree]]] = None
   per_task_grads: str = "auto"
+  per_sample_no_dropout: Optional[Callable[[PyTree], tuple[jax.Array, PyTree]]] = None
   dev_stats: Optional[Callable[[PyTree], PyTree]] = None
   main_fresh: Optional[Callable[[PyTree, int], tuple[jax.Array, PyTree]]] = None
 

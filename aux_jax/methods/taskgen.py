@@ -40,6 +40,7 @@ import jax.numpy as jnp
 
 from aux_jax.auxnets import LinearAuxNet, monotone_projection
 from aux_jax.methods.base import Method, MethodState, TaskSpec, task_metrics
+from aux_jax.models.resnet import BatchStatsResNet18, load_torchvision_weights
 from aux_jax.taskgen import Labeler
 
 COMBINERS = ("fixed", "linear_skip")
@@ -51,9 +52,14 @@ def label_entropy(q: jax.Array) -> jax.Array:
   return jnp.mean(-jnp.sum(q * logs, axis=-1))
 
 
+LABELERS = ("conv", "resnet18")
+
+
 def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = True,
             labeler_features: Sequence[int] = (16, 32), combiner: str = "fixed",
-            aux_scale: float = 1.0, hyper_wrt: str = "all") -> Method:
+            aux_scale: float = 1.0, hyper_wrt: str = "all", labeler: str = "conv",
+            labeler_hidden: Sequence[int] = (), labeler_width: int = 64,
+            labeler_pretrained: str | None = None) -> Method:
   """The task-generation `Method` for a (main, sub-class) task pair.
 
   Args:
@@ -66,6 +72,14 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
     aux_scale: s, the factor on the auxiliary loss (the original: 0.25).
     hyper_wrt: θ of the implicit hypergradient: "all" parameters, or "main_head" (the
       backbone and the main head; the original Pet code leaves the auxiliary head out).
+    labeler: the labeler's body: "conv" (a small conv net, widths
+      ``labeler_features``) or "resnet18" (AuxiLearn's Pet labeler: an ImageNet
+      ResNet-18 of width ``labeler_width`` with its 1000-way fc, BatchNorm with batch
+      statistics, `aux_jax.models.resnet.BatchStatsResNet18`).
+    labeler_hidden: Dense + ReLU widths between the body and the C·k logits (the Pet
+      labeler: (512,)).
+    labeler_pretrained: a torchvision ResNet-18 safetensors file for the "resnet18"
+      body (the original's ``--auxiliary-pretrained``; None: random init, its default).
 
   Raises:
     ValueError: the tasks are not such a pair, λ < 0, or an unknown combiner.
@@ -87,13 +101,32 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
   if aux_weight < 0:
     raise ValueError(f"taskgen aux_weight must be >= 0, got {aux_weight}")
   k = total // num_classes
-  labeler = Labeler(num_classes, k, features=tuple(labeler_features))
+  if labeler not in LABELERS:
+    raise ValueError(f"taskgen labeler must be one of {LABELERS}, got {labeler!r}")
+  if labeler_pretrained and labeler != "resnet18":
+    raise ValueError("taskgen labeler_pretrained needs labeler='resnet18'")
+  body = BatchStatsResNet18(width=int(labeler_width)) if labeler == "resnet18" else None
+  net_labeler = Labeler(num_classes, k, features=tuple(labeler_features), backbone=body,
+                        hidden=tuple(labeler_hidden))
+
+  def soft_labels(phi_labeler, x, labels):
+    # BatchNorm of a ResNet body normalises with the batch's statistics; what it
+    # writes to batch_stats is discarded (the conv body has none).
+    return net_labeler.apply({"params": phi_labeler}, x, labels,
+                             mutable=["batch_stats"])[0]
   net = LinearAuxNet(2, skip_main=True)
   scale = float(aux_weight) * float(aux_scale)
 
   def init(key):
     x = jnp.zeros((2,) + tuple(tasks.input_shape), jnp.float32)
-    phi = {"labeler": labeler.init(key, x, jnp.zeros((2,), jnp.int32))["params"]}
+    variables = net_labeler.init(key, x, jnp.zeros((2,), jnp.int32))
+    phi = {"labeler": variables["params"]}
+    if labeler_pretrained:
+      resnet = load_torchvision_weights(labeler_pretrained, {
+          "params": variables["params"]["backbone"]["resnet"],
+          "batch_stats": variables["batch_stats"]["backbone"]["resnet"]})
+      phi["labeler"] = {**phi["labeler"], "backbone": {
+          "resnet": jax.tree.map(jnp.asarray, resnet["params"])}}
     if combiner == "linear_skip":
       phi["combiner"] = net.init(key, jnp.zeros((1, 2)))["params"]
     return MethodState(phi=phi, state=())
@@ -114,7 +147,7 @@ def taskgen(tasks: TaskSpec, *, aux_weight: float = 1.0, learn_labeler: bool = T
     if not isinstance(losses.targets, tuple) or losses.inputs is None:
       raise ValueError("taskgen needs tasks that share their inputs")
     labels = losses.targets[0]
-    q = labeler.apply({"params": phi["labeler"]}, losses.inputs, labels)
+    q = soft_labels(phi["labeler"], losses.inputs, labels)
 
     def total(p):
       per_sample, model_state = losses.per_sample(p, (labels, q))

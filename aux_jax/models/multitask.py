@@ -33,7 +33,8 @@ from aux_jax.models.small_cnn import BN_MOMENTUM
 def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
                        train: bool, stacked: bool = False,
                        layer_scales: Optional[dict] = None, bn_stats: str = "main",
-                       bn_momentum: float = BN_MOMENTUM) -> tuple[jnp.ndarray, Any]:
+                       bn_momentum: float = BN_MOMENTUM,
+                       dropout_key: Optional[jax.Array] = None) -> tuple[jnp.ndarray, Any]:
   """Backbone features of every task's batch.
 
   Args:
@@ -56,6 +57,8 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
       (module docstring).
     bn_momentum: the backbone's BatchNorm momentum m (every aux_jax backbone's:
       `BN_MOMENTUM` = 0.9, PyTorch's 0.1), used by ``"all"``.
+    dropout_key: the ``"dropout"`` PRNG of a backbone with dropout (training only;
+      task t's chunk uses ``split(dropout_key, T)[t]``); None: no dropout.
 
   Returns:
     `(features f32[T, B, F], new_batch_stats)`. `new_batch_stats` is the
@@ -77,16 +80,19 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
   params_axis = 0 if stacked else None
   scales = dict(layer_scales or {})
 
-  def one_task(p, x, s):
+  def one_task(p, x, s, k):
+    rngs = None if k is None else {"dropout": k}
     with scaled_layers(s):
       if not has_bn:
-        return backbone.apply({"params": p}, x, train=True), None
+        return backbone.apply({"params": p}, x, train=True, rngs=rngs), None
       feats, updates = backbone.apply({**variables, "params": p}, x, train=True,
-                                      mutable=["batch_stats"])
+                                      mutable=["batch_stats"], rngs=rngs)
     return feats, updates["batch_stats"]
 
-  feats, stats = jax.vmap(one_task, in_axes=(params_axis, 0, 0))(
-      variables["params"], images, scales)
+  task_keys = (None if dropout_key is None
+               else jax.random.split(dropout_key, images.shape[0]))
+  feats, stats = jax.vmap(one_task, in_axes=(params_axis, 0, 0, 0))(
+      variables["params"], images, scales, task_keys)
   if stats is None:
     return feats, None
   if bn_stats == "main":
@@ -103,14 +109,19 @@ def multitask_features(backbone: nn.Module, variables: dict, images: jnp.ndarray
 
 
 def single_features(backbone: nn.Module, variables: dict, images: jnp.ndarray,
-                    train: bool) -> tuple[jnp.ndarray, Any]:
+                    train: bool, dropout_key: Optional[jax.Array] = None
+                    ) -> tuple[jnp.ndarray, Any]:
   """Backbone features of one batch `f32[B, H, W, C] -> f32[B, F]` (e.g. the dev batch).
+
+  ``dropout_key``: the ``"dropout"`` PRNG of a backbone with dropout (training only).
 
   Returns:
     `(features, new_batch_stats)`, `new_batch_stats` None unless `train` and the
     backbone has BatchNorm. Discard it to leave running statistics untouched.
   """
+  rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
   if train and "batch_stats" in variables:
-    feats, updates = backbone.apply(variables, images, train=True, mutable=["batch_stats"])
+    feats, updates = backbone.apply(variables, images, train=True, mutable=["batch_stats"],
+                                    rngs=rngs)
     return feats, updates["batch_stats"]
-  return backbone.apply(variables, images, train=train), None
+  return backbone.apply(variables, images, train=train, rngs=rngs), None

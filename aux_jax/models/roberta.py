@@ -51,10 +51,11 @@ from aux_jax.models.hf_tokenizer import HFTokenizer
 
 
 class CheckpointError(ValueError):
-  """A checkpoint directory does not fit the model (names the file or tensor).
+  """A checkpoint does not fit the model (names the file or tensor); also raised by
+  `aux_jax.models.resnet.load_torchvision_weights`.
 
   Attributes:
-    name: the Hugging Face tensor name at fault, or None.
+    name: the checkpoint's tensor name at fault (Hugging Face or torchvision), or None.
     expected, found: the shapes, for a mis-shaped tensor (else None).
   """
 

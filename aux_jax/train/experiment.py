@@ -31,7 +31,7 @@ from aux_jax.data import get_dataset
 from aux_jax.data.shared_input import with_subclass_task
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
-from aux_jax.models import get_backbone
+from aux_jax.models import get_backbone, load_pretrained_backbone
 from aux_jax.models import init as model_init
 from aux_jax.partition import Partition, make_partition, partition_rules
 from aux_jax import sharding
@@ -85,6 +85,17 @@ def _compute_dtype(name: str):
   return jnp.dtype(name)
 
 
+def _pretrained_path(cfg) -> Optional[str]:
+  """``model.pretrained``: a weights file, or None for random weights (field absent,
+  None, or "none"); "" (a config's required-but-unset placeholder) raises."""
+  path = cfg.model.get("pretrained")
+  if path == "":
+    raise ValueError("model.pretrained is not set: give the backbone's weights file "
+                     "(e.g. --config.model.pretrained=/data/resnet18_imagenet.safetensors; "
+                     "docs/fidelity.md says how to write one), or 'none' for random weights")
+  return None if path is None or str(path).lower() == "none" else str(path)
+
+
 def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   """Builds the jitted functions of an experiment from its config and data.
 
@@ -105,6 +116,13 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
   problem = problems.build_problem(cfg, data, backbone, dtype, keys, mesh)
   num_tasks = problem.num_tasks
   variables = problem.variables
+  pretrained = _pretrained_path(cfg)
+  if pretrained and cfg.model.get("init", "flax") != "flax":
+    # The init scheme would redraw every loaded kernel (`init` below).
+    raise ValueError(f"model.pretrained loads the backbone's weights; model.init="
+                     f"{cfg.model.init!r} would redraw them (use 'flax', or pretrained='none')")
+  if pretrained:  # e.g. ImageNet weights of a ResNet-18 (safetensors)
+    variables = load_pretrained_backbone(cfg.model.name, pretrained, variables)
   partition = make_partition(variables["params"], cfg.method.partition,
                              partition_rules(cfg.model.name)
                              if cfg.method.partition == "module_wise" else ())

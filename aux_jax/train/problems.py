@@ -3,7 +3,8 @@
 `build_experiment` is the same for every dataset; what differs is in a `Problem`:
 
 * `separate_tasks` (`MultiTaskData`, MAOAL's setting): every task has its own images
-  and its own batch; BatchNorm statistics per task chunk; classification only.
+  and its own batch; BatchNorm statistics per task chunk; classification or
+  multi-label tasks (ATTITTUD's CheXpert).
 * `shared_input` (`SharedInputData`): one batch of examples, every task's loss on it
   (toy regression, one-vs-rest CIFAR-10, Multi-MNIST, NYUv2), any task kind of
   `aux_jax.losses`.
@@ -35,7 +36,7 @@ import numpy as np
 from aux_jax import losses as task_losses
 from aux_jax import sharding
 from aux_jax.data import augment, sampler
-from aux_jax.data.multitask import MultiTaskData
+from aux_jax.data.multitask import MultiTaskData, decode_multilabel
 from aux_jax.data.shared_input import SharedInputData
 from aux_jax.methods import LossFns, TaskSpec
 from aux_jax.models.heads import apply_head, apply_heads, apply_heads_shared, init_heads
@@ -47,6 +48,9 @@ PyTree = Any
 # Tag of the main task's independent sampler stream (`fresh_main_indices`): folded into
 # the data key, where the step's batches fold task ids 0..T-1.
 _FRESH = 0x6D61696E
+# fold_in(fold_in(step_key, step), ·) constants of a step's keys: 1 the method's
+# (aux_jax.train.experiment), 2 the upper step's (`upper_keys`), 3 dropout's.
+_DROPOUT = 3
 
 
 def fresh_main_indices(keys, step, count, n: int, n_max: int) -> jax.Array:
@@ -165,21 +169,54 @@ def upper_keys(step_key, step):
   return tuple(jax.random.split(jax.random.fold_in(jax.random.fold_in(step_key, step), 2), 3))
 
 
-def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype):
+def augment_then_preprocess(data, images, key, augment_on: bool, pad: int, dtype,
+                            crop: int = 0):
   """Training images ``[..., H, W, C]`` (raw pixels) → random crop/flip (if
   ``augment_on``) → ``data.preprocess`` (normalise). The crop pads the raw pixels with
   0, i.e. black, as torchvision's ``RandomCrop(padding=4)`` on the uint8 image in the
-  originals; padding after normalisation would pad with the mean colour."""
+  originals; padding after normalisation would pad with the mean colour.
+
+  ``crop`` = S > 0 (config ``data.crop_size``): the window is S × S (AuxiLearn's Pet:
+  images stored at 256, ``RandomCrop(224)``), and without ``augment_on`` the centre
+  S × S (`eval_view`)."""
   if augment_on:  # every image its own offsets and flip (leading axes flattened)
-    images = augment.random_crop_flip(key, images, pad=pad)
+    images = augment.random_crop_flip(key, images, pad=pad, size=crop or None)
+  elif crop:
+    images = augment.center_crop(images, crop)
   return data.preprocess(images, dtype)
+
+
+def _crop(cfg) -> int:
+  """``data.crop_size`` (0: images used at their stored size)."""
+  return int(cfg.data.get("crop_size", 0) or 0)
+
+
+def eval_view(images, crop: int):
+  """Images the model sees outside training: the centre ``crop`` × ``crop`` window
+  (torchvision's ``CenterCrop``), or the images as stored when ``crop`` = 0."""
+  return augment.center_crop(images, crop) if crop else images
 
 
 def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
                    mesh=None) -> Problem:
-  """The problem of `MultiTaskData`: T classification tasks, each with its own images."""
+  """The problem of `MultiTaskData`: T tasks (classification or multi-label), each with
+  its own images."""
   data.validate()
   num_tasks = data.num_tasks
+  kinds = data.kinds
+  main_kind = kinds[0]
+  multilabel = np.array([k == "multilabel" for k in kinds])
+  c_max = data.num_classes_max
+
+  def class_losses(logits, labels, ncls, ml):
+    """Per-sample losses of ``labels`` int[...] (bit masks where ``ml``), logits
+    f32[..., C_max]; ``ncls`` and ``ml`` broadcast against ``labels``."""
+    if not multilabel.any():
+      return task_losses.masked_cross_entropy(logits, labels, ncls)
+    ce = task_losses.masked_cross_entropy(logits, jnp.where(ml, 0, labels), ncls)
+    bce = task_losses.multilabel_bce(logits, decode_multilabel(labels, c_max), ncls)
+    return jnp.where(ml, bce, ce)
+
   batch = cfg.data.batch_size
   dev_batch = _dev_batch(cfg, len(data.dev_labels))
   sampler.check_batch_size(data.train_counts, batch)
@@ -191,6 +228,7 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
        data.dev_images, data.dev_labels), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
   bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
+  ml = jnp.asarray(multilabel)
   opts = upper_options(cfg)
   # The head each task is trained through: its own, or the original MAOAL's indexing
   # ("shifted": auxiliary task k = 1..K through head k − 1, so the first auxiliary
@@ -203,7 +241,8 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   used_heads = (lambda heads: heads) if aux_heads == "own" else (
       lambda heads: jax.tree.map(lambda h: h[head_of], heads))
 
-  x0 = jnp.zeros((2,) + data.image_shape, dtype)
+  crop = _crop(cfg)
+  x0 = eval_view(jnp.zeros((2,) + data.image_shape, dtype), crop)
   variables = backbone.init(keys.init, x0, train=False)
   per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
@@ -221,43 +260,48 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     images, labels = sampler.gather_task_batch(train_x, train_y, idx)
     images, labels = sharding.shard_batch((images, labels), mesh, axis=1)  # [T, B, ...]
     images = augment_then_preprocess(data, images, aug_key,
-                                     cfg.data.augment, cfg.data.crop_pad, dtype)
+                                     cfg.data.augment, cfg.data.crop_pad, dtype, crop)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dimages, dlabels = dev_x[didx], dev_y[didx]
     if shard_dev:
       dimages, dlabels = sharding.shard_batch((dimages, dlabels), mesh)
     dimages = augment_then_preprocess(data, dimages, k_dev_aug, upper and opts.augment_dev,
-                                      cfg.data.crop_pad, dtype)
+                                      cfg.data.crop_pad, dtype, crop)
     dev_train = upper and opts.dev_bn == "train"
 
-    def per_sample(params, targets=None, layer_scales=None):
+    # Dropout (a backbone with dropout > 0): one key per step, task t's chunk split(·)[t].
+    dkey = jax.random.fold_in(jax.random.fold_in(keys.step, step), _DROPOUT)
+
+    def per_sample(params, targets=None, layer_scales=None, dropout=True):
       feats, new_stats = multitask_features(
           backbone, _variables(params, batch_stats), images, train=True,
-          layer_scales=layer_scales, bn_stats=bn_stats)
+          layer_scales=layer_scales, bn_stats=bn_stats,
+          dropout_key=dkey if dropout else None)
       logits = apply_heads(used_heads(params["heads"]), feats.astype(jnp.float32))
       y = labels if targets is None else targets
-      return task_losses.masked_cross_entropy(logits, y, num_classes[:, None]), new_stats
+      return class_losses(logits, y, num_classes[:, None], ml[:, None]), new_stats
 
     def one_task(params, t):  # task t's chunk alone: as row t of per_sample
       feats, new_stats = single_features(
-          backbone, _variables(params, batch_stats), images[t], train=True)
+          backbone, _variables(params, batch_stats), images[t], train=True,
+          dropout_key=jax.random.split(dkey, num_tasks)[t])
       logits = apply_head(params["heads"], head_of[t], feats.astype(jnp.float32))
-      return task_losses.masked_cross_entropy(logits, labels[t], num_classes[t]), new_stats
+      return class_losses(logits, labels[t], num_classes[t], ml[t]), new_stats
 
     def per_task(stacked):  # every leaf [T, ...]: task t uses its own copy
       feats, new_stats = multitask_features(
           backbone, _variables(stacked, batch_stats), images, train=True, stacked=True,
-          bn_stats=bn_stats)
+          bn_stats=bn_stats, dropout_key=dkey)
       heads = jax.tree.map(lambda h: jax.vmap(lambda x, i: x[i])(h, head_of),
                            stacked["heads"])
       logits = apply_heads(heads, feats.astype(jnp.float32))
-      return task_losses.masked_cross_entropy(logits, labels, num_classes[:, None]), new_stats
+      return class_losses(logits, labels, num_classes[:, None], ml[:, None]), new_stats
 
     def dev_forward(params):
       feats, new_stats = single_features(backbone, _variables(params, batch_stats),
                                          dimages, train=dev_train)
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-      loss = jnp.mean(task_losses.masked_cross_entropy(logits, dlabels, num_classes[0]))
+      loss = jnp.mean(class_losses(logits, dlabels, num_classes[0], multilabel[0]))
       return loss, new_stats
 
     def main_fresh(params, n: int):  # n main examples of their own stream
@@ -267,17 +311,19 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
         fx, fy = sharding.shard_batch((fx, fy), mesh)
       fx = augment_then_preprocess(
           data, fx, jax.random.fold_in(jax.random.fold_in(keys.step, step), _FRESH),
-          cfg.data.augment, cfg.data.crop_pad, dtype)
+          cfg.data.augment, cfg.data.crop_pad, dtype, crop)
       feats, new_stats = single_features(
-          backbone, _variables(params, batch_stats), fx, train=True)
+          backbone, _variables(params, batch_stats), fx, train=True,
+          dropout_key=jax.random.fold_in(dkey, _FRESH))
       logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-      return task_losses.masked_cross_entropy(logits, fy, num_classes[0]), new_stats
+      return class_losses(logits, fy, num_classes[0], ml[0]), new_stats
 
     return LossFns(per_sample=per_sample, dev=lambda params: dev_forward(params)[0],
                    per_task=per_task, one_task=one_task,
                    scaled=lambda params, scales: per_sample(params, layer_scales=scales),
                    per_task_grads=per_task_mode, inputs=images,
                    targets=labels,
+                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False),
                    dev_stats=(lambda params: dev_forward(params)[1]) if dev_train else None,
                    main_fresh=main_fresh)
 
@@ -287,10 +333,11 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   def _stats(params, batch_stats, images, labels, mask):
     images, labels, mask = sharding.shard_batch((images, labels, mask), mesh)
     feats = backbone.apply(_variables(params, batch_stats),
-                           data.preprocess(images, dtype), train=False)
+                           data.preprocess(eval_view(images, crop), dtype), train=False)
     logits = apply_head(params["heads"], 0, feats.astype(jnp.float32))
-    return task_losses.eval_stats("classification", logits, labels,
-                                  data.num_classes[0], mask)
+    target = (decode_multilabel(labels, int(data.num_classes[0]))
+              if main_kind == "multilabel" else labels)
+    return task_losses.eval_stats(main_kind, logits, target, int(data.num_classes[0]), mask)
 
   def evaluate(params, batch_stats, split: str) -> dict:
     if split not in ("dev", "test"):
@@ -300,17 +347,18 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     total = None
     for (x, y), mask in _padded_batches(arrays, eval_batch):
       s = sharding.wait_on_cpu(_stats(params, batch_stats, x, y, mask), mesh)
-      total = s if total is None else jax.tree.map(jnp.add, total, s)
-    metrics = task_losses.finalize_stats("classification", total)
+      total = task_losses.accumulate(total, s)
+    metrics = task_losses.finalize_stats(main_kind, total)
     return {f"{split}_{k}": v for k, v in metrics.items()}
 
-  spec = TaskSpec(tuple(data.task_names), ("classification",) * num_tasks,
+  spec = TaskSpec(tuple(data.task_names), kinds,
                   tuple(int(c) for c in data.num_classes), tuple(data.image_shape))
   return Problem(
       num_tasks=num_tasks, task_names=tuple(data.task_names), spec=spec,
       variables=variables,
-      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max),
-      losses_at=losses_at, evaluate=evaluate, select="accuracy")
+      init_heads=lambda key: init_heads(key, num_tasks, feat_dim, data.num_classes_max,
+                                        hidden=cfg.model.get("head_hidden", 0)),
+      losses_at=losses_at, evaluate=evaluate, select=task_losses.default_select(main_kind))
 
 
 def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
@@ -360,13 +408,16 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       (data.train_inputs, tuple(data.train_targets), obj_x, obj_y[0]), mesh)
   shard_dev = sharding.divides(mesh, dev_batch)
 
-  x0 = data.preprocess(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype), dtype)
+  crop = _crop(cfg)
+  x0 = data.preprocess(eval_view(jnp.zeros((2,) + data.input_shape, data.train_inputs.dtype),
+                                 crop), dtype)
   variables = backbone.init(keys.init, x0, train=False)
   per_task_mode = cfg.method.get("per_task_grads", "auto")
   feat_dim = _feature_dim(backbone, variables, x0)
 
-  def outputs(params, batch_stats, x, train):
-    feats, new_stats = single_features(backbone, _variables(params, batch_stats), x, train)
+  def outputs(params, batch_stats, x, train, dropout_key=None):
+    feats, new_stats = single_features(backbone, _variables(params, batch_stats), x, train,
+                                       dropout_key)
     return apply_heads_shared(params["heads"], feats.astype(jnp.float32)), new_stats
 
   def losses_at(batch_stats, step, upper: bool = False) -> LossFns:
@@ -380,14 +431,15 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       idx = sampler.pool_batch_indices(keys.data, step, n_train, batch)
       aug_key = jax.random.fold_in(keys.step, step)
     x = sharding.shard_batch(train_x[idx], mesh)
-    x = augment_then_preprocess(data, x, aug_key, cfg.data.augment, cfg.data.crop_pad, dtype)
+    x = augment_then_preprocess(data, x, aug_key, cfg.data.augment, cfg.data.crop_pad, dtype,
+                                crop)
     ys = sharding.shard_batch(tuple(y[idx] for y in train_y), mesh)
     didx = sampler.pool_batch_indices(keys.dev, step, n_dev, dev_batch)
     dx, dy = dev_x[didx], dev_y0[didx]
     if shard_dev:
       dx, dy = sharding.shard_batch((dx, dy), mesh)
     dx = augment_then_preprocess(data, dx, k_dev_aug, upper and opts.augment_dev,
-                                 cfg.data.crop_pad, dtype)
+                                 cfg.data.crop_pad, dtype, crop)
     dev_train = upper and opts.dev_bn == "train"
 
     def mask_of(y):  # the depth mask of the "original" convention
@@ -395,8 +447,11 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
         return None
       return task_losses.depth_mask(y[depth_task])
 
-    def per_sample(params, targets=None):
-      z, new_stats = outputs(params, batch_stats, x, train=True)
+    dkey = jax.random.fold_in(jax.random.fold_in(keys.step, step), _DROPOUT)
+
+    def per_sample(params, targets=None, dropout=True):
+      z, new_stats = outputs(params, batch_stats, x, train=True,
+                             dropout_key=dkey if dropout else None)
       y = ys if targets is None else targets
       m = mask_of(y)
       return jnp.stack([task_losses.per_sample_loss(kinds[t], z[t], y[t], outs[t], gamma,
@@ -404,7 +459,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
                         for t in range(num_tasks)]), new_stats
 
     def per_pixel(params):
-      z, new_stats = outputs(params, batch_stats, x, train=True)
+      z, new_stats = outputs(params, batch_stats, x, train=True, dropout_key=dkey)
       m = mask_of(ys)
       maps = [task_losses.loss_map(kinds[t], z[t], ys[t], outs[t], convention, m)
               for t in range(num_tasks)]
@@ -421,6 +476,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     return LossFns(per_sample=per_sample, dev=lambda params: dev_forward(params)[0],
                    per_pixel=per_pixel if dense else None,
                    per_task_grads=per_task_mode, inputs=x, targets=tuple(ys),
+                   per_sample_no_dropout=lambda params: per_sample(params, dropout=False),
                    dev_stats=(lambda params: dev_forward(params)[1]) if dev_train else None)
 
   eval_batch = _eval_batch(cfg, mesh)
@@ -428,7 +484,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
   @jax.jit
   def _stats(params, batch_stats, x, ys, mask):
     x, ys, mask = sharding.shard_batch((x, ys, mask), mesh)
-    z, _ = outputs(params, batch_stats, data.preprocess(x, dtype), train=False)
+    z, _ = outputs(params, batch_stats, data.preprocess(eval_view(x, crop), dtype),
+                   train=False)
     return [task_losses.eval_stats(kinds[t], z[t], ys[t], outs[t], mask)
             for t in range(num_tasks)]
 
@@ -440,7 +497,7 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
     total = None
     for (x, *ys), mask in _padded_batches(arrays, eval_batch):
       s = sharding.wait_on_cpu(_stats(params, batch_stats, x, ys, mask), mesh)
-      total = s if total is None else jax.tree.map(jnp.add, total, s)
+      total = task_losses.accumulate(total, s)
     out = {}
     for t in range(num_tasks):
       prefix = f"{split}_" if t == 0 else f"{split}_{data.task_names[t]}_"
@@ -454,7 +511,8 @@ def shared_input(cfg, data: SharedInputData, backbone, dtype, keys: Keys,
       variables=variables,
       init_heads=lambda key: init_heads(
           key, num_tasks, feat_dim, max(outs),
-          conv3x3=dense and cfg.model.get("dense_head", "1x1") == "3x3_1x1"),
+          conv3x3=dense and cfg.model.get("dense_head", "1x1") == "3x3_1x1",
+          hidden=cfg.model.get("head_hidden", 0)),
       losses_at=losses_at, evaluate=evaluate,
       select=task_losses.default_select(kinds[0]))
 

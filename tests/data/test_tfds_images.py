@@ -145,3 +145,18 @@ def test_subclass_task_carries_a_meta_validation_set():
   assert shared.meta_inputs.shape == (3, 2, 2, 3)
   np.testing.assert_array_equal(shared.meta_targets[0], [2, 1, 0])
   np.testing.assert_allclose(shared.meta_targets[1][0], [0, 0, 0, 0, 0.5, 0.5])
+
+
+def test_imagenet_normalization_changes_only_mean_and_std():
+  with tfds.testing.mock_data(num_examples=12):
+    a = get_dataset("oxford_pet", image_size=8, dev_fraction=0.25, seed=0)
+    b = get_dataset("oxford_pet", image_size=8, dev_fraction=0.25, seed=0,
+                    normalization="imagenet")
+  np.testing.assert_allclose(b.mean, 255 * np.array([0.485, 0.456, 0.406]), rtol=1e-6)
+  np.testing.assert_allclose(b.std, 255 * np.array([0.229, 0.224, 0.225]), rtol=1e-6)
+  assert not np.allclose(a.mean, b.mean)
+  for f in ("train_images", "train_labels", "dev_images", "dev_labels", "test_images",
+            "test_labels"):
+    np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+  with pytest.raises(ValueError, match="normalization"):
+    tfds_images.load_oxford_pet(normalization="nope")

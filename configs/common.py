@@ -165,7 +165,8 @@ def train(*, log_every: int, eval_every: int, checkpoint_every: int,
           keep_checkpoints: int = 2, select: str = "", patience: int = 0,
           init_from: str = "", track_test_max: bool = False,
           select_ties: str = "first", on_nonfinite: str = "stop",
-          max_consecutive_nonfinite: int = 10) -> ml_collections.ConfigDict:
+          max_consecutive_nonfinite: int = 10, writers: tuple = ("tensorboard",),
+          wandb_project: str = "", profile_steps: str = "") -> ml_collections.ConfigDict:
   """The ``train`` section (`aux_jax.train.loop`).
 
   ``select``: the dev metric for model selection, higher is better ("" = the
@@ -179,6 +180,9 @@ def train(*, log_every: int, eval_every: int, checkpoint_every: int,
   scores, "last" the latest (AuxiLearn's ``>=``); ``on_nonfinite``: a non-finite loss
   or update ends the run ("stop", exit status 3) or is skipped and counted ("skip":
   until more than ``max_consecutive_nonfinite`` in a row); `aux_jax.train.nonfinite`.
+  ``writers``: where the metrics also go, "tensorboard" (``<workdir>/tb``) and/or
+  "wandb" (project ``wandb_project``), `aux_jax.train.writers`; ``profile_steps``:
+  "a,b" writes a `jax.profiler` trace of steps a..b into ``<workdir>/tb``.
   """
   return ml_collections.ConfigDict({
       "log_every": log_every, "eval_every": eval_every,
@@ -186,7 +190,9 @@ def train(*, log_every: int, eval_every: int, checkpoint_every: int,
       "select": select, "patience": patience, "init_from": init_from,
       "track_test_max": track_test_max, "select_ties": select_ties,
       "on_nonfinite": on_nonfinite,
-      "max_consecutive_nonfinite": max_consecutive_nonfinite})
+      "max_consecutive_nonfinite": max_consecutive_nonfinite,
+      "writers": tuple(writers), "wandb_project": wandb_project,
+      "profile_steps": profile_steps})
 
 
 def maoal_convergent(c: ml_collections.ConfigDict, step: float

@@ -28,6 +28,13 @@ line on stderr and exit status 2; ``--verbose`` shows the traceback. A run that
 diverges (a non-finite loss or update, ``train.on_nonfinite``) ends with one line on
 stderr, ``diverged: ...`` (the step, the quantity, the last checkpoint with finite
 parameters), and exit status 3.
+
+One run per workdir: a launch on a workdir that a live run holds (`aux_jax.train.lock`)
+prints one line naming the holder and exits with status 2, touching nothing. SIGTERM
+(a preempted SLURM job) or SIGINT saves a checkpoint of the current step, flushes the
+metrics and writers, prints one line and exits with status 128 + the signal (143,
+130); rerunning resumes from that step. ``--profile_steps=a,b`` writes a `jax.profiler`
+trace of steps a..b into ``<workdir>/tb`` (TensorBoard's profile plugin).
 """
 
 import json
@@ -39,7 +46,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aux_jax.train import runner
+from aux_jax.train import lock, loop, runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -54,6 +61,9 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for a multi-process run.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
+_PROFILE_STEPS = flags.DEFINE_string(
+    "profile_steps", None, "'a,b': a jax.profiler trace of steps a..b in "
+    "<workdir>/tb (TensorBoard's profile plugin); sets config.train.profile_steps.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of a configuration "
                              "or data error.")
 
@@ -130,8 +140,19 @@ def main(argv):
                                     _PROCESS_ID.value, _DISTRIBUTED.value)
     if settings is not None:  # before any JAX computation
       jax.distributed.initialize(**settings)
-    summary = runner.run(_CONFIG.value, _WORKDIR.value,
+    config = _CONFIG.value
+    if _PROFILE_STEPS.value is not None:
+      with config.unlocked():
+        config.train.profile_steps = _PROFILE_STEPS.value
+    summary = runner.run(config, _WORKDIR.value,
                          progress=lambda line: print(line, flush=True))
+  except lock.WorkdirBusy as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(USAGE_ERROR_STATUS)
+  except loop.Interrupted as e:
+    if jax.process_index() == 0:
+      print(str(e), file=sys.stderr, flush=True)
+    sys.exit(128 + e.signum)
   except USER_ERRORS as e:
     if _VERBOSE.value:
       traceback.print_exc()

@@ -77,6 +77,8 @@ class Experiment(NamedTuple):
   method: Method
   partition: Partition
   losses_at: Callable[[TrainState, jax.Array], LossFns]
+  # Names of the axes of list-valued metrics (`aux_jax.train.writers.record_scalars`).
+  array_names: dict = {}
 
 
 def _compute_dtype(name: str):
@@ -294,7 +296,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
           state, model, summary.get("task_names", []), problem.task_names),
       mesh=mesh, on_evaluate=on_evaluate if plateau is not None else None,
       config=cfg, data=data, problem=problem, method=method,
-      partition=partition, losses_at=losses_at)
+      partition=partition, losses_at=losses_at,
+      array_names={"weights": (tuple(problem.task_names[1:]), partition.module_names)})
 
 
 def counters(state: TrainState) -> dict:

@@ -68,10 +68,13 @@ paper reports, an oracle that is logged only and never used for selection).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import shutil
 import signal
+import threading
 import time
 from typing import Any, Callable, NamedTuple, Optional, Protocol
 
@@ -81,8 +84,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from aux_jax import registry, sharding
-from aux_jax.train import nonfinite
+from aux_jax import provenance, registry, sharding
+from aux_jax.train import nonfinite, writers
 
 PyTree = Any
 
@@ -93,8 +96,55 @@ EXPERIMENTS = {
 }
 
 # Testing hook (`_failpoint`): "name@step" kills this process with SIGKILL there;
-# "nan_loss@step" makes that step's loss NaN.
+# "nan_loss@step" makes that step's loss NaN; "pause@step" waits after that step
+# (before its checkpoint, if any) until the file $AUX_JAX_FAILPOINT_RELEASE exists or a
+# SIGTERM/SIGINT arrives.
 FAILPOINT_ENV = "AUX_JAX_FAILPOINT"
+RELEASE_ENV = "AUX_JAX_FAILPOINT_RELEASE"
+
+
+class Interrupted(Exception):
+  """A run stopped by SIGTERM or SIGINT after saving a checkpoint of its step.
+
+  Attributes:
+    signum: the signal; step: the step saved (a rerun resumes from it).
+  """
+
+  def __init__(self, signum: int, step: int, workdir: str):
+    self.signum, self.step = signum, step
+    super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}: "
+                     f"checkpoint saved in {workdir}; rerun the same command to resume")
+
+
+class _Signals:
+  """SIGTERM and SIGINT noted (not acted on) while the loop runs: the loop saves a
+  checkpoint of the step in progress and raises `Interrupted`. A second signal of
+  the same kind while saving acts as the default (e.g. a second Ctrl-C). In a
+  multi-process run, SIGTERM is left to JAX's preemption notifier: orbax's
+  ``reached_preemption(step)`` makes every process stop at the same step."""
+
+  def __init__(self, multiprocess: bool):
+    self.signum = None
+    self._old = {}
+    self._signals = (signal.SIGINT,) if multiprocess else (signal.SIGTERM, signal.SIGINT)
+
+  def _handle(self, signum, frame):
+    if self.signum is not None:  # a second signal: the default action
+      signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
+      os.kill(os.getpid(), signum)
+      return
+    self.signum = signum
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for s in self._signals:
+        self._old[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for s, old in self._old.items():
+      signal.signal(s, old)
+    self._old = {}
 
 
 class Experiment(Protocol):
@@ -205,6 +255,37 @@ def _failpoint(name: str, step: int, workdir: str) -> None:
   """
   if _failpoint_matches(name, step, workdir):
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause(step: int, workdir: str, signals: _Signals, progress) -> None:
+  """``pause@step``: waits until ``$AUX_JAX_FAILPOINT_RELEASE`` exists or a signal
+  was received (tests of the workdir lock and of SIGTERM)."""
+  if not _failpoint_matches("pause", step, workdir):
+    return
+  progress(f"paused at step {step} (failpoint)")
+  release = os.environ.get(RELEASE_ENV, "")
+  while signals.signum is None and not (release and os.path.exists(release)):
+    time.sleep(0.05)
+
+
+def _hms(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=int(max(seconds, 0))))
+
+
+def _profile_steps(tcfg) -> Optional[tuple[int, int]]:
+  """``train.profile_steps`` "a,b" (or a pair): the first and last step traced."""
+  spec = tcfg.get("profile_steps", "")
+  if not spec:
+    return None
+  parts = spec.split(",") if isinstance(spec, str) else list(spec)
+  try:
+    a, b = (int(p) for p in parts)
+  except ValueError:
+    raise ValueError(f"train.profile_steps must be 'first,last' (steps, 1-based), got "
+                     f"{spec!r}") from None
+  if not 1 <= a <= b:
+    raise ValueError(f"train.profile_steps={spec!r}: need 1 <= first <= last")
+  return a, b
 
 
 def _to_host(tree) -> dict:
@@ -374,9 +455,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   lead = jax.process_index() == 0
   if not lead:
     progress = lambda _: None
+  run_info = provenance.run_provenance()
   if lead:
     with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+      json.dump({**json.loads(config.to_json_best_effort()), "provenance": run_info},
+                f, indent=2, sort_keys=True)
   exp = build_experiment(config) if experiment is None else experiment
   tcfg = config.train
   num_steps = int(config.optim.num_steps)
@@ -389,6 +472,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   track_test_max = bool(tcfg.get("track_test_max", False))
   test_key = f"test_{select}"
   metrics_path = os.path.join(workdir, "metrics.jsonl")
+  writer_names = tcfg.get("writers", ("tensorboard",)) or ()
+  if isinstance(writer_names, str):  # "tensorboard,wandb" from a flag
+    writer_names = [w for w in writer_names.split(",") if w]
+  profile = _profile_steps(tcfg)
 
   def fresh() -> LoopState:
     state = exp.init()
@@ -416,18 +503,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     progress(f"resumed from step {int(loop.state.step)}")
   elif lead and os.path.exists(metrics_path):
     os.remove(metrics_path)
+  out = (writers.Writers(workdir, writer_names, config.to_dict(),
+                         getattr(exp, "array_names", None),
+                         tcfg.get("wandb_project", ""),
+                         replay=load_metrics(workdir) if restored is not None
+                         and os.path.exists(metrics_path) else ())
+         if lead else None)
+
+  def emit(mfile, records):  # metrics.jsonl and the writers, at the same moment
+    for r in records:
+      mfile.write(json.dumps(r) + "\n")
+    mfile.flush()
+    if out is not None:
+      out.write(records)
 
   start, t0 = int(loop.state.step), time.time()
+  warm = None  # (step, time) after the first step (compiled): steps/s from there
   pending: list[dict] = []
   stale = int(loop.stale)  # a host copy: reading the device value would sync every step
   stopped = None  # (step, quantity code) once the guard ends the run (divergence)
   counters = lambda state: {**exp.counters(state),
                             "nonfinite_skipped": int(state.guard.skipped)}
-  with open(metrics_path if lead else os.devnull, "a") as mfile:
+  multiprocess = jax.process_count() > 1
+  tracing = False
+  cleanup = contextlib.ExitStack()  # a trace in progress ends with the loop
+  cleanup.callback(lambda: tracing and jax.profiler.stop_trace())
+  last_line = None  # (step, time) of the previous progress line
+  with (cleanup, open(metrics_path if lead else os.devnull, "a") as mfile,
+        _Signals(multiprocess) as signals):
     for step in range(start, num_steps):
       if patience and stale >= patience:  # also when resuming a stopped run
         break
       done = step + 1
+      if profile is not None and done == profile[0]:
+        jax.profiler.start_trace(os.path.join(workdir, writers.TB_DIR))
+        tracing = True
       if _failpoint_matches("nan_loss", done, workdir):
         loop = loop._replace(state=sharding.replicate(nonfinite.poison(loop.state),
                                                       exp.mesh))
@@ -436,6 +546,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state, upper = exp.upper_step(state)
         metrics = {**metrics, **upper}
       loop = loop._replace(state=state)
+      if tracing and done == profile[1]:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+        tracing = False
+        progress(f"profile of steps {profile[0]}-{profile[1]} written to "
+                 f"{os.path.join(workdir, writers.TB_DIR, 'plugins', 'profile')}")
+      if warm is None and (exp.upper_step is None or done - start >= exp.upper_every
+                           or done == num_steps):
+        int(state.step)  # waits for the first steps (compiling both levels)
+        warm = (done, time.time())
       log = done % tcfg.log_every == 0 or done == num_steps
       evaluate = done % tcfg.eval_every == 0 or done == num_steps
       save = done % tcfg.checkpoint_every == 0 or done == num_steps
@@ -445,7 +565,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         stopped = (int(state.guard.stop_step), int(state.guard.stop_what))
         break  # before any evaluation or checkpoint of a diverged run
       if evaluate:
+        t_eval = time.time()
         dev = exp.evaluate(exp.model(state), "dev")
+        if last_line is None and warm is not None:  # its compilation is not a step's
+          warm = (warm[0], warm[1] + time.time() - t_eval)
         if dev_key not in dev:
           raise ValueError(f"train.select={select!r}: no {dev_key!r} among the dev "
                            f"metrics {sorted(dev)}")
@@ -475,28 +598,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         else:
           stale += 1
           loop = loop._replace(stale=jnp.int32(stale))
-        rate = (done - start) / max(time.time() - t0, 1e-9)
+        # steps/s since the previous line (the first: since the compiled first step)
+        now = time.time()
+        since = last_line or warm
+        rate = ((done - since[0]) / max(now - since[1], 1e-9)
+                if since is not None and done > since[0] else None)
+        last_line = (done, now)
         loss = next((f"{k} {record[k]:.4f}  " for k in ("loss_main", "loss")
                      if isinstance(record.get(k), float)), "")
+        speed = ("" if rate is None else f"  {rate:.1f} steps/s  "
+                 f"ETA {_hms((num_steps - done) / max(rate, 1e-9))}")
         progress(f"[{exp.name}] step {done}/{num_steps}  {loss}{dev_key} "
                  f"{dev[dev_key]:.4f}  best {float(loop.best_dev):.4f}  "
-                 f"{rate:.1f} steps/s")
+                 f"elapsed {_hms(now - t0)}{speed}")
       stop = bool(patience) and stale >= patience
       if stop:
         progress(f"early stop at step {done}: no {dev_key} improvement in "
                  f"{patience} evaluations")
-      if stop or save:
-        for r in pending:
-          mfile.write(json.dumps(r) + "\n")
+      _pause(done, workdir, signals, progress)
+      # SIGTERM/SIGINT (multi-process: orbax's preemption sync, the same step on
+      # every process): checkpoint this step, then stop.
+      signum = signals.signum or (signal.SIGTERM if multiprocess
+                                  and ckpts.reached_preemption(done) else None)
+      if stop or save or signum is not None:
+        if signum is not None and int(state.guard.stop_step):  # never save a NaN
+          stopped = (int(state.guard.stop_step), int(state.guard.stop_what))
+          break
+        emit(mfile, pending)
         pending.clear()
-        mfile.flush()
         # Multi-host orbax saves global arrays only: replicate what the loop edited.
         ckpts.save(done, args=ocp.args.StandardSave(sharding.replicate(loop, exp.mesh)),
                    force=True)
         _failpoint("mid_checkpoint", done, workdir)
+      if signum is not None:
+        ckpts.wait_until_finished()
+        ckpts.close()
+        if out is not None:
+          out.close()
+        raise Interrupted(signum, done, workdir)
     if stopped is not None:  # the lines since the last checkpoint (a rerun drops them)
-      for r in pending:
-        mfile.write(json.dumps(r) + "\n")
+      emit(mfile, pending)
   ckpts.wait_until_finished()
   last_checkpoint = ckpts.latest_step()
   ckpts.close()
@@ -522,6 +663,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       **counters(loop.state),
       "train_seconds": time.time() - t0,
       "steps": int(loop.state.step),
+      "provenance": run_info,
   }
   if not selected:
     summary["no_selected_model"] = (
@@ -537,6 +679,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     os.replace(tmp, os.path.join(workdir, "test_metrics.json"))
     if exp.finish is not None:
       exp.finish(workdir, load_metrics(workdir), summary)
+    out.images(int(loop.state.step), sorted(
+        os.path.join(workdir, n) for n in os.listdir(workdir) if n.endswith(".png")))
+    out.close()
   return summary
 
 

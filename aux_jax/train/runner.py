@@ -19,7 +19,7 @@ from typing import Callable
 
 import ml_collections
 
-from aux_jax.train import loop, two_phase
+from aux_jax.train import lock, loop, two_phase
 
 RUNNERS = (*loop.EXPERIMENTS, "two_phase")
 
@@ -30,10 +30,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   Raises:
     ValueError: an unknown runner.
+    aux_jax.train.lock.WorkdirBusy: another live run holds ``workdir``.
+    aux_jax.train.loop.Interrupted: SIGTERM/SIGINT; the step was checkpointed.
   """
   runner = config.get("runner", "train")
-  if runner == "two_phase":
-    return two_phase.run_two_phase(config, workdir, progress=progress)
-  if runner not in loop.EXPERIMENTS:
+  if runner != "two_phase" and runner not in loop.EXPERIMENTS:
     raise ValueError(f"unknown runner {runner!r}; known: {', '.join(RUNNERS)}")
-  return loop.train_and_evaluate(config, workdir, progress=progress)
+  with lock.hold(workdir):  # one run per workdir (WorkdirBusy otherwise)
+    if runner == "two_phase":
+      return two_phase.run_two_phase(config, workdir, progress=progress)
+    return loop.train_and_evaluate(config, workdir, progress=progress)

@@ -28,14 +28,24 @@ named in the table's "excluded" column; below the table, the variant of the best
 dev score (how a grid is resolved: test never selects). The metric follows the runs' selection metric
 (the summary's ``select``): ``accuracy`` → %; ``neg_<m>`` (e.g. ``neg_mse``) →
 test ``<m>``, lower is better; anything else (miou, macro_f1) → ``test_<select>``.
-Writes ``<workdir>/compare.md`` (the table) and ``<workdir>/compare.json`` (the
-table's numbers, every run, seeds, variants, overrides, JAX version, machine, date).
+Writes ``<workdir>/compare.md`` (the table), ``<workdir>/compare.json`` (the
+table's numbers, every run, seeds, variants, overrides, JAX version, machine, date,
+``provenance``) and ``<workdir>/compare.png`` (the means as bars with their 95% CIs).
+Each run line says "run i of N" and, once a run has been timed, the ETA of the rest.
+
+On a cluster, a job array shares the runs (run i goes to task i mod n) and a last
+step builds the table from the finished run directories:
+
+    python -m experiments.compare --config=... --seeds=5 --workdir=/shared/cmp \
+        --task_index=$SLURM_ARRAY_TASK_ID --num_tasks=$SLURM_ARRAY_TASK_COUNT
+    python -m experiments.compare --config=... --seeds=5 --workdir=/shared/cmp --aggregate
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Callable, Optional, Sequence
 
@@ -43,7 +53,7 @@ from absl import app, flags, logging
 import ml_collections
 import numpy as np
 
-from aux_jax.train import runner
+from aux_jax.train import lock, loop, runner
 from experiments import report
 from experiments.report import load_config_module
 
@@ -66,6 +76,11 @@ def define_flags():
                     "file's VARIANTS).")
   flags.DEFINE_string("workdir", "workdirs/compare", "Output directory.")
   flags.DEFINE_integer("steps", None, "Override optim.num_steps (quick runs).")
+  flags.DEFINE_integer("task_index", 0, "This task's index in a job array (runs "
+                       "task_index, task_index + num_tasks, ...).")
+  flags.DEFINE_integer("num_tasks", 1, "Number of tasks of the job array.")
+  flags.DEFINE_bool("aggregate", False, "Only build the table, CIs and plot from the "
+                    "finished run directories (after every task of an array).")
   flags.mark_flag_as_required("config")
 
 
@@ -223,10 +238,130 @@ def resolve_variants(module, variants: Optional[Sequence[str]],
   return list(variants)
 
 
+def plan(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
+         workdir: str, overrides: Optional[dict] = None, steps: Optional[int] = None
+         ) -> tuple[list[str], list[tuple[str, int, ml_collections.ConfigDict, str]]]:
+  """Every (variant, seed) run of a comparison, in table order.
+
+  Returns:
+    The resolved variants, and ``(variant, seed, config, run directory)`` per run
+    (variants outer, seeds inner).
+
+  Raises:
+    ValueError: no variants given and the config file has no ``VARIANTS``.
+  """
+  module = load_config_module(config_path)
+  variants = resolve_variants(module, variants, config_path)
+  runs = []
+  for variant in variants:
+    for seed in seeds:
+      config = module.get_config(variant)
+      config.update_from_flattened_dict(dict(overrides or {}))
+      config.seed = int(seed)
+      if steps:
+        _set_steps(config, steps)
+      runs.append((variant, int(seed), config, os.path.join(workdir, f"{variant}_seed{seed}")))
+  return variants, runs
+
+
+def _hms(seconds: float) -> str:
+  return time.strftime("%H:%M:%S", time.gmtime(max(seconds, 0)))
+
+
+def run_share(runs: Sequence[tuple], task_index: int = 0, num_tasks: int = 1,
+              log_fn: Callable[[str], None] = print) -> list[dict]:
+  """Runs task ``task_index``'s share of ``runs`` (`plan`): runs ``task_index``,
+  ``task_index + num_tasks``, ... (a job array: one task per index). A run finished
+  with the same config is reused, an unfinished one resumed.
+
+  Returns:
+    The share's run records (summary + variant, seed, workdir, wall_seconds).
+
+  Raises:
+    ValueError: ``task_index`` not in [0, ``num_tasks``).
+  """
+  if not 0 <= task_index < num_tasks:
+    raise ValueError(f"--task_index={task_index} must be in [0, --num_tasks={num_tasks})")
+  share = [(i, r) for i, r in enumerate(runs) if i % num_tasks == task_index]
+  records, walls = [], []
+  for k, (i, (variant, seed, config, run_dir)) in enumerate(share):
+    record = _finished_run(run_dir, config)
+    where = f"run {i + 1} of {len(runs)}" + (
+        f" (task {task_index} of {num_tasks}: {k + 1} of {len(share)})"
+        if num_tasks > 1 else "")
+    if record is not None:
+      log_fn(f"== {where}: {variant}, seed {seed}: reusing {run_dir}")
+    else:
+      todo = sum(_finished_run(d, c) is None for _, (_, _, c, d) in share[k:])
+      eta = f", ETA {_hms(np.mean(walls) * todo)}" if walls else ""
+      log_fn(f"== {where}: {variant}, seed {seed} -> {run_dir}{eta}")
+      start = time.time()
+      summary = runner.run(config, run_dir, progress=lambda _: None)
+      record = {**summary, "variant": variant, "seed": int(seed), "workdir": run_dir,
+                "wall_seconds": time.time() - start}  # data, compilation, checkpoints
+      walls.append(record["wall_seconds"])
+      with open(os.path.join(run_dir, "compare_config.json"), "w") as f:
+        f.write(config.to_json_best_effort(sort_keys=True))
+      with open(os.path.join(run_dir, "compare_run.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    records.append(record)
+    key = metric_spec(record["select"])["key"]
+    if record.get("status") == "diverged":
+      log_fn(f"   {record['diverged_message']}")
+    elif record.get(key) is None:
+      log_fn(f"   {record.get('no_selected_model', 'no ' + key)}")
+    else:
+      log_fn(f"   {key} {record[key]:.4f}")
+  return records
+
+
+def aggregate(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
+              workdir: str, overrides: Optional[dict] = None,
+              steps: Optional[int] = None) -> dict:
+  """The table, CIs and plot from the finished run directories of a comparison: writes
+  ``compare.md``, ``compare.json`` and ``compare.png`` (the table's means as bars with
+  their 95% CIs) into ``workdir``; returns the payload.
+
+  Raises:
+    ValueError: some run is not finished (with this config): they are named.
+  """
+  variants, runs = plan(config_path, variants, seeds, workdir, overrides, steps)
+  records = [(_finished_run(d, c), d) for _, _, c, d in runs]
+  missing = [d for r, d in records if r is None]
+  if missing:
+    raise ValueError(f"{len(missing)} of {len(runs)} runs are not finished: "
+                     f"{', '.join(os.path.basename(d) for d in missing)} (run their "
+                     "tasks first)")
+  records = [r for r, _ in records]
+  summary = summarize(records)
+  overrides = dict(overrides or {})
+  from aux_jax import provenance
+
+  payload = {
+      "metric": f"{summary['label']} of the best-on-dev model; mean ± sample std "
+                "(ddof=1) over seeds, 95% CI half-width (Student's t); runs that "
+                "diverged or selected no model excluded (and listed)",
+      "summary": summary,
+      "table": table(summary),
+      "runs": records,
+      "seeds": [int(s) for s in seeds],
+      "variants": list(variants),
+      "config": config_path,
+      "config_overrides": overrides,
+      "steps": steps,
+      **report.provenance(),
+      "provenance": provenance.run_provenance(),
+  }
+  report.write_results(workdir, "compare", payload)
+  report.bar_chart(summary, os.path.join(workdir, "compare.png"))
+  return payload
+
+
 def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
             workdir: str, overrides: Optional[dict] = None, steps: Optional[int] = None,
             log_fn: Callable[[str], None] = print) -> dict:
-  """Runs every (variant, seed), writes compare.md / compare.json, returns the payload.
+  """Runs every (variant, seed), writes compare.md / compare.json / compare.png,
+  returns the payload (`aggregate`).
 
   Args:
     config_path: a config file with ``get_config(variant)``.
@@ -241,56 +376,9 @@ def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence
   Raises:
     ValueError: no variants given and the config file has no ``VARIANTS``.
   """
-  module = load_config_module(config_path)
-  variants = resolve_variants(module, variants, config_path)
-  overrides = dict(overrides or {})
-  runs = []
-  for variant in variants:
-    for seed in seeds:
-      config = module.get_config(variant)
-      config.update_from_flattened_dict(overrides)
-      config.seed = int(seed)
-      if steps:
-        _set_steps(config, steps)
-      run_dir = os.path.join(workdir, f"{variant}_seed{seed}")
-      record = _finished_run(run_dir, config)
-      if record is not None:
-        log_fn(f"== {variant}, seed {seed}: reusing {run_dir}")
-      else:
-        log_fn(f"== {variant}, seed {seed} -> {run_dir}")
-        start = time.time()
-        summary = runner.run(config, run_dir, progress=lambda _: None)
-        record = {**summary, "variant": variant, "seed": int(seed), "workdir": run_dir,
-                  "wall_seconds": time.time() - start}  # data, compilation, checkpoints
-        with open(os.path.join(run_dir, "compare_config.json"), "w") as f:
-          f.write(config.to_json_best_effort(sort_keys=True))
-        with open(os.path.join(run_dir, "compare_run.json"), "w") as f:
-          json.dump(record, f, indent=2)
-      runs.append(record)
-      key = metric_spec(record["select"])["key"]
-      if record.get("status") == "diverged":
-        log_fn(f"   {record['diverged_message']}")
-      elif record.get(key) is None:
-        log_fn(f"   {record.get('no_selected_model', 'no ' + key)}")
-      else:
-        log_fn(f"   {key} {record[key]:.4f}")
-  summary = summarize(runs)
-  payload = {
-      "metric": f"{summary['label']} of the best-on-dev model; mean ± sample std "
-                "(ddof=1) over seeds, 95% CI half-width (Student's t); runs that "
-                "diverged or selected no model excluded (and listed)",
-      "summary": summary,
-      "table": table(summary),
-      "runs": runs,
-      "seeds": [int(s) for s in seeds],
-      "variants": list(variants),
-      "config": config_path,
-      "config_overrides": overrides,
-      "steps": steps,
-      **report.provenance(),
-  }
-  report.write_results(workdir, "compare", payload)
-  return payload
+  _, runs = plan(config_path, variants, seeds, workdir, overrides, steps)
+  run_share(runs, log_fn=log_fn)
+  return aggregate(config_path, variants, seeds, workdir, overrides, steps)
 
 
 def main(argv):
@@ -306,8 +394,29 @@ def main(argv):
   config_flag = FLAGS["config"]
   path = config_flags.get_config_filename(config_flag).split(":")[0]
   overrides = dict(config_flags.get_override_values(config_flag))
-  payload = run_all(path, FLAGS.variants, seeds, FLAGS.workdir, overrides, FLAGS.steps,
-                    log_fn=lambda s: print(s, flush=True))
+  log = lambda s: print(s, flush=True)
+  try:
+    if FLAGS.aggregate:
+      payload = aggregate(path, FLAGS.variants, seeds, FLAGS.workdir, overrides,
+                          FLAGS.steps)
+    elif FLAGS.num_tasks > 1:
+      _, runs = plan(path, FLAGS.variants, seeds, FLAGS.workdir, overrides, FLAGS.steps)
+      done = run_share(runs, FLAGS.task_index, FLAGS.num_tasks, log_fn=log)
+      print(f"task {FLAGS.task_index} of {FLAGS.num_tasks}: {len(done)} runs finished; "
+            "the table: the same command with --aggregate once every task has ended")
+      return
+    else:
+      payload = run_all(path, FLAGS.variants, seeds, FLAGS.workdir, overrides,
+                        FLAGS.steps, log_fn=log)
+  except lock.WorkdirBusy as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except loop.Interrupted as e:
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(128 + e.signum)
+  except ValueError as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
   print(payload["table"])
 
 

@@ -50,3 +50,45 @@ def ci95(values) -> tuple[float, float]:
     return float(x.mean()), float("nan")
   half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
   return float(x.mean()), float(half)
+
+
+def bar_chart(summary: dict, path: str) -> str:
+  """The compare table as a bar chart: per variant the mean test metric with its 95%
+  CI as an error bar (none for one seed), the best-on-dev variant hatched.
+
+  Args:
+    summary: `experiments.compare.summarize`'s output.
+    path: the PNG to write.
+
+  Returns:
+    ``path``.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rows = summary["variants"]
+  names = list(rows)
+  means = np.array([rows[n]["mean"] for n in names], np.float64)
+  cis = np.array([rows[n]["ci95"] for n in names], np.float64)
+  fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(names), 3.4), constrained_layout=True)
+  bars = ax.bar(range(len(names)), np.nan_to_num(means),
+                yerr=np.where(np.isnan(cis), 0.0, cis), capsize=4, color="tab:blue",
+                alpha=0.8)
+  for bar, name in zip(bars, names):
+    if name == summary.get("best_on_dev") and len(names) > 1:
+      bar.set_hatch("//")
+  finite = means[np.isfinite(means)]
+  if finite.size:  # zoom on the differences (bars of a metric near 100% look equal)
+    lo = np.nanmin(means - np.nan_to_num(cis))
+    hi = np.nanmax(means + np.nan_to_num(cis))
+    pad = 0.15 * max(hi - lo, 1e-6)
+    ax.set_ylim(lo - pad, hi + pad)
+  ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+  ax.set_ylabel(summary["label"], fontsize=8)
+  ax.set_title("mean over seeds, 95% CI" + (" (hatched: best on dev)"
+                                            if len(names) > 1 else ""), fontsize=9)
+  ax.grid(axis="y", alpha=0.3)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

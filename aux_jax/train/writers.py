@@ -194,3 +194,29 @@ class Writers:
     for w in self._writers:
       w.close()
     self._writers = []
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+  """A run's TensorBoard scalars read back with TensorBoard's own reader
+  (``EventAccumulator``; needs the ``tensorboard`` package): ``{tag: [(step, value),
+  ...]}`` in the order TensorBoard shows them."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  acc = event_accumulator.EventAccumulator(
+      logdir, size_guidance={event_accumulator.SCALARS: 0})
+  acc.Reload()
+  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+          for tag in acc.Tags()["scalars"]}
+
+
+def expected_scalars(records: Sequence[Mapping], array_names: Optional[Mapping] = None
+                     ) -> dict[str, list[tuple[int, float]]]:
+  """What `read_scalars` holds for a run whose ``metrics.jsonl`` has ``records``
+  (values in float32, TensorBoard's precision)."""
+  import numpy as np
+
+  out: dict[str, list] = {}
+  for record in records:
+    for tag, value in record_scalars(record, array_names).items():
+      out.setdefault(tag, []).append((record["step"], float(np.float32(value))))
+  return out

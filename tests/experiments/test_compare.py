@@ -156,3 +156,51 @@ def test_run_all_marks_a_diverged_run(tmp_path):
   assert any(l.strip().startswith("diverged: non-finite") for l in logs), logs
   assert payload["table"].splitlines()[2].startswith(
       "| stl | n/a | n/a | n/a | 0 | seed 0: diverged |")
+
+
+def _without_wall(payload: dict) -> tuple:
+  """The table's numbers and text without the wall-time column (timing differs)."""
+  rows = {v: {k: x for k, x in row.items() if k != "wall_seconds"}
+          for v, row in payload["summary"]["variants"].items()}
+  text = [l.rsplit("|", 2)[0] for l in payload["table"].splitlines()]
+  return rows, payload["summary"]["best_on_dev"], text
+
+
+def test_a_job_array_then_aggregate_equals_the_unsharded_table(tmp_path):
+  variants, seeds = ["stl", "slgrad"], [0, 1]
+  whole = C.run_all(TOY, variants, seeds, str(tmp_path / "whole"), overrides=TINY,
+                    steps=3, log_fn=lambda _: None)
+  assert os.path.exists(tmp_path / "whole" / "compare.png")
+
+  workdir = str(tmp_path / "array")
+  _, runs = C.plan(TOY, variants, seeds, workdir, TINY, 3)
+  logs = {}
+  for task in (1, 0):  # array tasks finish in any order
+    logs[task] = []
+    done = C.run_share(runs, task, 2, log_fn=logs[task].append)
+    assert [(r["variant"], r["seed"]) for r in done] == [
+        (v, s) for i, (v, s, _, _) in enumerate(runs) if i % 2 == task]
+    if task == 1:  # before every task has ended: no table
+      with pytest.raises(ValueError, match="2 of 4 runs are not finished: stl_seed0"):
+        C.aggregate(TOY, variants, seeds, workdir, TINY, 3)
+  assert logs[0][0].startswith("== run 1 of 4 (task 0 of 2: 1 of 2): stl, seed 0 -> ")
+  assert ", ETA " in logs[0][2]  # the second run of the share: the first one timed
+  aggregated = C.aggregate(TOY, variants, seeds, workdir, TINY, 3)
+  assert _without_wall(aggregated) == _without_wall(whole)
+  assert os.path.exists(os.path.join(workdir, "compare.png"))
+  assert aggregated["provenance"]["versions"]["jax"]
+
+  # Rerunning a task reuses its finished runs.
+  again = []
+  C.run_share(runs, 1, 2, log_fn=again.append)
+  assert sum("reusing" in l for l in again) == 2
+
+
+def test_aggregate_from_the_command_line_names_missing_runs(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.compare", f"--config={TOY}", "--seeds=0,1",
+         "--variants=stl", "--steps=3", f"--workdir={tmp_path}", "--aggregate"]
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      "error: 2 of 2 runs are not finished: stl_seed0, stl_seed1 (run their tasks "
+      "first)"]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from aux_jax.train import loop
+from aux_jax.train import lock, loop, writers
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFIGS = os.path.join(ROOT, "tests", "train", "tiny_configs.py")
@@ -38,8 +38,11 @@ def _launch(case: str, workdir: str, failpoint: str = "") -> subprocess.Complete
 
 
 def _without_seconds(tree):
+  """Without what differs between two runs of one config: wall times, provenance (the
+  command names the workdir, the date)."""
   if isinstance(tree, dict):
-    return {k: _without_seconds(v) for k, v in tree.items() if k != "train_seconds"}
+    return {k: _without_seconds(v) for k, v in tree.items()
+            if k not in ("train_seconds", "provenance")}
   return tree
 
 
@@ -53,10 +56,24 @@ def _outputs(workdir: str, case: str) -> dict:
       out[run[len(workdir):] + "/test_metrics"] = _without_seconds(json.load(f))
     out[run[len(workdir):] + "/metrics"] = loop.load_metrics(run)
     out[run[len(workdir):] + "/best"] = sorted(os.listdir(os.path.join(run, "best")))
+    # TensorBoard (its own reader) holds every scalar of metrics.jsonl, each step once.
+    out[run[len(workdir):] + "/tb"] = writers.read_scalars(os.path.join(run, "tb"))
+    assert out[run[len(workdir):] + "/tb"] == writers.expected_scalars(
+        out[run[len(workdir):] + "/metrics"], _array_names(case))
   if case == "two_phase":
     with open(os.path.join(workdir, "summary.json")) as f:
-      out["summary"] = _without_seconds(json.load(f))
+      summary = json.load(f)
+    assert summary["provenance"]["versions"]["jax"]
+    out["summary"] = _without_seconds(summary)
   return out
+
+
+def _array_names(case: str) -> dict:
+  """The names of the logged weights' axes in TensorBoard's tags (the tiny configs'
+  auxiliary tasks; MAOAL's modules of small_cnn)."""
+  aux = ("aux_digit", "aux_parity", "aux_ge5", "aux_random")
+  return {"weights": {"maoal": (aux, ("block1", "block2", "dense")),
+                      "taskgen": (("subclasses",),), "two_phase": (aux,)}[case]}
 
 
 @pytest.mark.parametrize("case", sorted(KILLS))
@@ -69,6 +86,7 @@ def test_killed_twice_then_rerun_ends_as_an_uninterrupted_run(case, tmp_path):
   for failpoint in KILLS[case]:
     killed = _launch(case, workdir, failpoint)
     assert killed.returncode == -signal.SIGKILL, (failpoint, killed.stderr[-3000:])
+    assert os.path.exists(os.path.join(workdir, lock.LOCK_FILE))  # left by the dead run
   again = _launch(case, workdir)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "resumed from step" in again.stdout

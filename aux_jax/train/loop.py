@@ -15,8 +15,11 @@ it (`aux_jax.train.two_phase`). Each iteration::
 
 Workdir layout after a run::
 
-    config.json           the resolved config
+    .lock                 held by the run's process 0 (`aux_jax.train.lock`)
+    config.json           the resolved config, and its ``provenance``
     metrics.jsonl         one JSON object per logged step (train, dev, counters)
+    tb/                   the same scalars as TensorBoard events (``train.writers``),
+                          the plots as images, ``train.profile_steps``' trace
     checkpoints/          orbax checkpoints of the `LoopState` (for resuming)
     best/                 the best-on-dev model (written when the run ends)
     test_metrics.json     test metrics of the best-on-dev model, and the run summary
@@ -33,6 +36,12 @@ same command ends with the same ``metrics.jsonl`` and ``test_metrics.json`` (the
   disagree (``best/`` is exported from the final state, idempotently);
 * metric lines reach ``metrics.jsonl`` just before the checkpoint of their step is
   saved, and a restore drops lines after the restored step (atomically);
+* the writers (TensorBoard, W&B; `aux_jax.train.writers`) get the metric lines when
+  ``metrics.jsonl`` does; on resume TensorBoard's events are rewritten from the
+  truncated ``metrics.jsonl``;
+* SIGTERM or SIGINT checkpoints the step in progress (not only the periodic ones) and
+  ends the run with `Interrupted`; multi-process runs agree on the step through
+  orbax's ``reached_preemption`` (JAX's preemption notifier);
 * orbax finalises a checkpoint by an atomic rename, so a half-written one is never
   restored; a finalised checkpoint that fails to restore (corrupt files) is reported,
   removed, and the previous one is used.
@@ -60,7 +69,8 @@ never), ``init_from`` (a finished run's workdir whose best model initialises thi
 or a checkpoint ``<workdir>/checkpoints/<step>`` of a run that wrote its summary (e.g.
 the last finite checkpoint of a diverged run) whose state's model does, where the
 experiment supports it), ``on_nonfinite`` and ``max_consecutive_nonfinite`` (above),
-``track_test_max``
+``writers``, ``wandb_project`` (`aux_jax.train.writers`), ``profile_steps``
+("a,b": a `jax.profiler` trace of steps a..b into ``tb/``), ``track_test_max``
 (also evaluate the test split at every evaluation and report the maximum
 ``test_<select>`` over them as ``test_<select>_max_over_epochs``: the figure the MAOAL
 paper reports, an oracle that is logged only and never used for selection).

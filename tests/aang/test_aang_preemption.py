@@ -57,6 +57,7 @@ def outputs(workdir):
   with open(os.path.join(phase, "test_metrics.json")) as f:
     summary = json.load(f)
   summary.pop("train_seconds")
+  summary.pop("provenance")  # the command names the workdir
   return metrics, summary
 
 

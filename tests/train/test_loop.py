@@ -52,7 +52,9 @@ def test_workdir_contents_and_dev_selection(full_run):
   with open(os.path.join(workdir, "test_metrics.json")) as f:
     written = json.load(f)
   assert written.pop("task_names") == list(summary["task_names"])
-  assert written == pytest.approx({k: v for k, v in summary.items() if k != "task_names"})
+  assert written.pop("provenance") == summary["provenance"]
+  assert written == pytest.approx({k: v for k, v in summary.items()
+                                   if k not in ("task_names", "provenance")})
   assert len(lines) == STEPS // 20 and "dev_acc" in lines[-1]
 
   records = load_metrics(workdir)

@@ -31,13 +31,13 @@ def _env(failpoint: str = "", release: str = "") -> dict:
   return env
 
 
-def _cmd(workdir: str) -> list:
+def _cmd(workdir: str, *flags) -> list:
   return [sys.executable, "-m", "experiments.train", f"--config={CONFIGS}:maoal",
-          f"--workdir={workdir}"]
+          f"--workdir={workdir}", *flags]
 
 
-def _run(workdir: str) -> subprocess.CompletedProcess:
-  return subprocess.run(_cmd(workdir), cwd=ROOT, env=_env(), capture_output=True,
+def _run(workdir: str, *flags) -> subprocess.CompletedProcess:
+  return subprocess.run(_cmd(workdir, *flags), cwd=ROOT, env=_env(), capture_output=True,
                         text=True, timeout=300)
 
 
@@ -98,10 +98,12 @@ def test_sigterm_saves_the_current_step_and_the_rerun_resumes_there(reference, t
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "8"]
   # The metric lines up to step 12 were written, to TensorBoard too.
   assert [r["step"] for r in loop.load_metrics(workdir)][-1] == 12
-  again = _run(workdir)
+  again = _run(workdir, "--profile_steps=14,15")  # a profile changes no result
   assert again.returncode == 0, again.stderr[-3000:]
   assert "resumed from step 12" in again.stdout
   assert _outputs(workdir) == reference
+  profile = os.path.join(workdir, "tb", "plugins", "profile")
+  assert any(n.endswith(".xplane.pb") for _, _, ns in os.walk(profile) for n in ns)
 
 
 class _FakeWandb(types.ModuleType):

@@ -71,7 +71,8 @@ def bar_chart(summary: dict, path: str) -> str:
   names = list(rows)
   means = np.array([rows[n]["mean"] for n in names], np.float64)
   cis = np.array([rows[n]["ci95"] for n in names], np.float64)
-  fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(names), 3.4), constrained_layout=True)
+  fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.9 * len(names)), 3.4),
+                         constrained_layout=True)
   bars = ax.bar(range(len(names)), np.nan_to_num(means),
                 yerr=np.where(np.isnan(cis), 0.0, cis), capsize=4, color="tab:blue",
                 alpha=0.8)
@@ -83,11 +84,13 @@ def bar_chart(summary: dict, path: str) -> str:
     lo = np.nanmin(means - np.nan_to_num(cis))
     hi = np.nanmax(means + np.nan_to_num(cis))
     pad = 0.15 * max(hi - lo, 1e-6)
-    ax.set_ylim(lo - pad, hi + pad)
+    # Bars of a non-negative metric start at 0 unless it is far from 0 (accuracies).
+    bottom = lo - pad if finite.min() < 0 or lo - pad > 0 else 0.0
+    ax.set_ylim(bottom, hi + pad)
   ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
   ax.set_ylabel(summary["label"], fontsize=8)
-  ax.set_title("mean over seeds, 95% CI" + (" (hatched: best on dev)"
-                                            if len(names) > 1 else ""), fontsize=9)
+  ax.set_title("mean over seeds ± 95% CI" + ("\n(hatched: best on dev)"
+                                             if len(names) > 1 else ""), fontsize=8)
   ax.grid(axis="y", alpha=0.3)
   fig.savefig(path, dpi=120)
   plt.close(fig)

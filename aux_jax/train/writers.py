@@ -12,9 +12,10 @@ The loop hands each writer the records it appends to ``metrics.jsonl``, at the s
 moment (just before the checkpoint of their step), so the preemption guarantees of
 ``metrics.jsonl`` carry over. On resume the TensorBoard events are rewritten from the
 truncated ``metrics.jsonl`` (the old event files are removed first), so no step is ever
-shown twice and nothing past the restored step survives. W&B cannot drop points, so a
-resumed W&B run keeps those of the killed run up to its last step (later steps
-overwrite nothing: W&B ignores steps below its current one).
+shown twice and nothing past the restored step survives. W&B cannot drop points (its
+"rewind" is a private preview): a resumed W&B run keeps the killed run's points past
+the restored step and ignores the rerun's steps below its last one; as steps repeat
+exactly, those are the values the rerun computes again.
 
 A record becomes scalars by `record_scalars`: numbers under their key; a list under
 ``key/i`` (``key/i/j`` ...), or under the names that ``array_names[key]`` gives its

@@ -63,7 +63,9 @@ FINETUNE_EPOCH = 5 * 1000 // BATCH  # 78 steps: one pass over the CheXpert train
 def get_config(variant: str = "attittud_11m1") -> ml_collections.ConfigDict:
   c = common.base("two_phase")
   c.data = common.data(
-      "chexpert", batch_size=BATCH, dev_batch_size=BATCH, augment=False,
+      # No augmentation, as the original (ToTensor + normalise, data/datasets.py:
+      # 313-322); augment=True: our random crop (pad 4) + flip.
+      "chexpert", batch_size=BATCH, dev_batch_size=BATCH, augment=False, crop_pad=4,
       chexpert_dir=UNSET,          # required: CheXpert-v1.0-small
       aux_dir=UNSET,               # required unless primary_only: tiny-imagenet-200
       image_size=224, train_per_class=1000, monitor=100,

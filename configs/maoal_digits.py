@@ -14,7 +14,8 @@ attittud | taskgen; default maoal) and sets that method's own upper-level settin
 (`configs.common.MAOAL_ESTIMATORS`: ``original`` — the paper's α = 1 series applied even
 when it grows —, ``convergent``, ``auto``, ``ridge``), and ``equal_helpful`` is `equal`
 without the harmful ``aux_random`` task (an oracle that knows which task hurts; the
-same split and labels, `aux_jax.data.digits`). The original's estimator by hand::
+same split and labels, `aux_jax.data.digits`); ``fixed`` takes given weights
+(``--config.method.kwargs.weights="(1,1,1,0)"``). The original's estimator by hand::
 
     python -m experiments.train --config=configs/maoal_digits.py \
       --config.hyper.on_diverged=apply --config.hyper.solver_kwargs.neumann.step=1.0 \
@@ -43,6 +44,8 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
     c.variant = method
     method, c.data.kwargs.tasks = "equal", HELPFUL
   c.method = common.method(method, partition="module_wise")
+  if method == "fixed":  # given weights, one per auxiliary task (default: equal's)
+    c.method.kwargs.weights = (1.0, 1.0, 1.0, 1.0)
   c.optim = common.optim("sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                          schedule="cosine", num_steps=1500)
   # Upper level (learnable methods): MAOAL's setting, with the Neumann step chosen so

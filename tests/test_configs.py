@@ -72,3 +72,5 @@ def test_maoal_estimator_variants_set_what_they_name():
   oracle = module.get_config("equal_helpful")
   assert oracle.method.name == "equal" and "aux_random" not in oracle.data.kwargs.tasks
   assert module.get_config("equal").data.kwargs.tasks is None
+  fixed = module.get_config("fixed")  # given weights, overridable from the command line
+  assert fixed.method.name == "fixed" and len(fixed.method.kwargs.weights) == 4

@@ -279,6 +279,8 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
     return sharding.replicate(state._replace(opt_state=opt_state), mesh)
 
   def finish(workdir: str, records: list, summary: dict) -> None:
+    if problem.num_tasks < 2:  # the main task alone (e.g. a fine-tuning phase)
+      return
     plots.weights_over_training(
         records, os.path.join(workdir, "weights.png"),
         task_names=problem.task_names[1:], module_names=partition.module_names,

@@ -22,7 +22,9 @@ agree for ``none``.
 The solver: the official code runs Frank–Wolfe (at most 250 iterations); here the
 simplex problem is solved by the accelerated projected-gradient solver that CAGrad uses
 (`aux_jax.rules.cagrad.minimize_on_simplex`) on Ĝ divided by its mean diagonal (w* is
-scale-free), for ``num_iterations`` iterations. MGDA-UB (the paper's upper bound) is
+scale-free), for ``num_iterations`` iterations, then polished by one exact solve of the
+KKT system on the support it found (float32 rounding stops a first-order solver early on
+this smooth but ill-conditioned problem). MGDA-UB (the paper's upper bound) is
 this rule applied to the gradients of the shared representation instead of the shared
 parameters: pass those per-task gradients as ``grads``.
 """
@@ -69,8 +71,29 @@ def min_norm_weights(gram: jax.Array, num_iterations: int = 250) -> jax.Array:
   t = gram.shape[0]
   scale = jnp.mean(jnp.diagonal(gram))
   a = gram / jnp.where(scale > 0, scale, 1.0)
-  return minimize_on_simplex(lambda w: w @ a @ w, lambda w: 2.0 * (a @ w), t, a.dtype,
-                             num_iterations)
+  f = lambda w: w @ a @ w
+  w = minimize_on_simplex(f, lambda w: 2.0 * (a @ w), t, a.dtype, num_iterations)
+  return _polish(a, w, f)
+
+
+def _polish(a: jax.Array, w: jax.Array, f) -> jax.Array:
+  """One exact solve on the support S of the iterate w: A_SS w_S = ν1, 1ᵀw_S = 1 (the
+  KKT system of min wᵀAw on the face S). The first-order solver ends wherever its
+  float rounding stops it; the solve lands on the optimum to the linear system's
+  accuracy (so that runs whose Gram matrices differ by rounding, e.g. on different
+  device counts, agree). Kept only if finite, non-negative and not worse than w."""
+  t = a.shape[0]
+  support = w > 1e-6 * jnp.max(w)
+  both = support[:, None] & support[None, :]
+  kkt = jnp.zeros((t + 1, t + 1), a.dtype)
+  kkt = kkt.at[:t, :t].set(jnp.where(both, a, 0.0) + jnp.diag(jnp.where(support, 0.0, 1.0)))
+  s = support.astype(a.dtype)
+  kkt = kkt.at[:t, t].set(s).at[t, :t].set(s)
+  rhs = jnp.zeros((t + 1,), a.dtype).at[t].set(1.0)
+  exact = jnp.linalg.solve(kkt, rhs)[:t]
+  ok = (jnp.all(jnp.isfinite(exact)) & jnp.all(exact >= 0)
+        & (f(exact) <= f(w) + 4 * jnp.finfo(a.dtype).eps * jnp.max(jnp.abs(a))))
+  return jnp.where(ok, exact, w)
 
 
 def normalizers(gram: jax.Array, losses: Optional[jax.Array],

@@ -309,6 +309,19 @@ def slgrad_baselines(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def mtl_baselines(c: ml_collections.ConfigDict, epoch_steps: int) -> ml_collections.ConfigDict:
+  """The multi-task weightings' options that depend on the experiment
+  (docs/weightings.md): UW's log-variances trained by the model's optimizer (its name,
+  lr, momentum; as the paper and LibMTL, where they are model parameters); DWA's loss
+  averages over ``epoch_steps`` steps (the paper's epoch). Call after ``c.optim`` is set."""
+  if c.method.name == "uw":
+    c.method.kwargs = ml_collections.ConfigDict(
+        {"optimizer": c.optim.name, "lr": c.optim.lr, "momentum": c.optim.momentum})
+  elif c.method.name == "dwa":
+    c.method.kwargs = ml_collections.ConfigDict({"window": epoch_steps})
+  return c
+
+
 # ATTITTUD's comparison (Dery et al., ICLR 2021), shared by its experiments
 # (configs/attittud_*.py): variant -> (phase-1 method, λ = (λ⊥, λ+, λ−) or None,
 # main task only, fine-tune after pretraining).

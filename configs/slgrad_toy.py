@@ -22,7 +22,9 @@ defaults, η = this lr). Model selection by dev MSE of the main task
 
 The optional argument after ':' names the method (any of `aux_jax.methods.METHODS`;
 default slgrad): stl | equal | unif | gcs | auxl | maoal | pcgrad | cagrad |
-gradnorm | olaux | slgrad | attittud.
+gradnorm | olaux | slgrad | attittud, and the multi-task weightings of
+docs/weightings.md (mgda | imtl | aligned_mtl | nash_mtl | gradvac | uw | dwa | rlw |
+famo | dbmtl).
 
 Fidelity rows followed (docs/fidelity.md, SLGrad and gradient-baseline tables): the
 original's noise (−0.5 on every task) and SLGrad's GCS by default; one update per
@@ -63,6 +65,7 @@ def get_config(method: str = "slgrad") -> ml_collections.ConfigDict:
   c.optim = common.optim("sgd", lr=LR, momentum=0.9,
                          num_steps=3_700)  # 100 epochs of 37 batches (the original's 100)
   common.slgrad_baselines(c)  # CAGrad c = 1; OL-AUX η = optim.lr
+  common.mtl_baselines(c, epoch_steps=37)  # UW: the model's SGD; DWA: 37-step epochs
   if method == "slgrad":
     # batch: the original's (1/B) Σ W ℓ; sum: B times larger (aux_jax's earlier step).
     # look_ahead: the original's two updates per batch (the first with the previous

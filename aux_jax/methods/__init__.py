@@ -12,7 +12,9 @@ from aux_jax.methods.auxl import auxl
 from aux_jax.methods.base import LossFns, Method, MethodState, TaskSpec, per_task_grads
 from aux_jax.methods.fixed import equal, fixed, fixed_weights, stl, unif
 from aux_jax.methods.gcs import gcs
+from aux_jax.methods.loss_weighting import dbmtl, dwa, famo, rlw, uw
 from aux_jax.methods.maoal import maoal
+from aux_jax.methods.mtl import aligned_mtl, gradvac, imtl, mgda, nash_mtl
 from aux_jax.methods.slgrad import slgrad
 from aux_jax.methods.surgery import cagrad, pcgrad
 from aux_jax.methods.taskgen import taskgen
@@ -33,6 +35,18 @@ _REGISTRY = {
     "slgrad": (lambda t, p, s, **kw: slgrad(t, **kw), False),
     "attittud": (lambda t, p, s, **kw: attittud(t, p, **kw), True),
     "taskgen": (lambda t, p, s, **kw: taskgen(s, **kw), False),
+    # Multi-task weightings (docs/weightings.md): gradient rules ...
+    "mgda": (lambda t, p, s, **kw: mgda(t, **kw), False),
+    "imtl": (lambda t, p, s, **kw: imtl(t, **kw), False),
+    "aligned_mtl": (lambda t, p, s, **kw: aligned_mtl(t, **kw), False),
+    "nash_mtl": (lambda t, p, s, **kw: nash_mtl(t, **kw), False),
+    "gradvac": (lambda t, p, s, **kw: gradvac(t, **kw), False),
+    # ... and loss weightings.
+    "uw": (lambda t, p, s, **kw: uw(t, **kw), False),
+    "dwa": (lambda t, p, s, **kw: dwa(t, **kw), False),
+    "rlw": (lambda t, p, s, **kw: rlw(t, **kw), False),
+    "famo": (lambda t, p, s, **kw: famo(t, **kw), False),
+    "dbmtl": (lambda t, p, s, **kw: dbmtl(t, p, **kw), True),
 }
 METHODS = tuple(_REGISTRY)
 
@@ -54,7 +68,10 @@ def get_method(name: str, num_tasks: int, partition=None, tasks: TaskSpec = None
       every_n, beta, model_lr, momentum, initial_aux_weight; ``slgrad``: scale, look_ahead, batch_size;
       ``attittud``: num_basis, nsamples, pca_every, lambdas, power_iters, body,
       primary_weight, main_samples, main_draw; ``taskgen``: aux_weight, learn_labeler,
-      labeler_features, combiner, aux_scale. ``pcgrad`` takes none (a TypeError on
+      labeler_features, combiner, aux_scale; ``mgda``: normalization, num_iterations;
+      ``nash_mtl``: max_norm, tol, max_iterations; ``gradvac``: beta; ``imtl`` and
+      ``aligned_mtl`` take none; ``uw``: optimizer, lr, momentum, init; ``dwa``:
+      temperature, window; ``rlw``: none; ``famo``: lr, gamma; ``dbmtl``: beta. ``pcgrad`` takes none (a TypeError on
       any); ``gcs``: per_layer, unit_layers; ``fixed``: weights (one per auxiliary task); ``stl``/``equal``/``unif`` ignore them.
 
   Raises:

@@ -157,18 +157,24 @@ def mean_task_losses(losses: LossFns):
   return fn
 
 
-def weighted_loss_grad(losses: LossFns, params, task_weights: jax.Array):
-  """∇_θ Σ_t w_t mean_b ℓ_t(x_b), one backward pass.
+def weighted_loss_grad(losses: LossFns, params, task_weights):
+  """∇_θ Σ_t w_t mean_b ℓ_t, one forward and one backward pass.
+
+  Args:
+    losses: the step's losses.
+    params: θ.
+    task_weights: f32[T], or a function ``f32[T] task losses -> f32[T] weights`` of
+      this step's (constant: no gradient flows through them) task losses, for weights
+      that depend on the current losses (e.g. FAMO's 1/ℓ_t).
 
   Returns:
     (grads like params, f32[T] task losses, model_state).
   """
-
-  def total(p):
-    task_losses, model_state = mean_task_losses(losses)(p)
-    return jnp.dot(task_weights, task_losses), (task_losses, model_state)
-
-  grads, (task_losses, model_state) = jax.grad(total, has_aux=True)(params)
+  task_losses, vjp_fn, model_state = jax.vjp(mean_task_losses(losses), params,
+                                             has_aux=True)
+  w = task_weights(jax.lax.stop_gradient(task_losses)) if callable(task_weights) \
+      else task_weights
+  (grads,) = vjp_fn(jnp.asarray(w, task_losses.dtype))
   return grads, task_losses, model_state
 
 

@@ -97,16 +97,53 @@ def cagrad_objective(w: jax.Array, gram: jax.Array, c: float) -> jax.Array:
   return w @ b + c * g0_norm * gw_norm
 
 
-def cagrad_weights(gram: jax.Array, c: float = 0.5, num_iterations: int = 200) -> jax.Array:
-  """Minimises F(w) over the simplex by accelerated projected gradient descent.
+def minimize_on_simplex(f, grad_f, num_tasks: int, dtype, num_iterations: int) -> jax.Array:
+  """Minimises a convex f over the simplex Δ_T by accelerated projected gradient descent.
 
   FISTA (Beck & Teboulle, 2009) with backtracking and a function-value restart,
-  for a fixed number of iterations. Each iteration takes a projected gradient
-  step η from the extrapolated point y; the step is accepted if it passes the
-  descent-lemma test F(w⁺) ≤ F(y) + ∇F(y)·(w⁺ − y) + ‖w⁺ − y‖²/(2η) (then η
-  grows ×1.25), else rejected (η halves). An accepted step that does not
-  decrease F restarts the momentum from the best point. The iterate returned is
-  the best one found, so F never increases over the iterations.
+  for a fixed number of iterations, from the uniform point. Each iteration takes a
+  projected gradient step η from the extrapolated point y; the step is accepted if
+  it passes the descent-lemma test F(w⁺) ≤ F(y) + ∇F(y)·(w⁺ − y) + ‖w⁺ − y‖²/(2η)
+  (then η grows ×1.25), else rejected (η halves). An accepted step that does not
+  decrease F restarts the momentum from the best point. The iterate returned is the
+  best one found, so F never increases over the iterations. Scale f to O(1)
+  gradients (the step starts at 1 and is capped at 1e4).
+
+  Args:
+    f: ``f[T] -> f[]``, convex.
+    grad_f: ``f[T] -> f[T]``, its (sub)gradient.
+    num_tasks: T.
+    dtype: the iterates' dtype.
+    num_iterations: number of iterations (static).
+
+  Returns:
+    f[T], the approximate minimiser.
+  """
+
+  def body(_, carry):
+    w, fw, y, momentum, step = carry
+    g = grad_f(y)
+    cand = project_to_simplex(y - step * g)
+    fc = f(cand)
+    d = cand - y
+    accept = fc <= f(y) + g @ d + (d @ d) / (2.0 * step)
+    better = accept & (fc <= fw)
+    next_momentum = (1.0 + jnp.sqrt(1.0 + 4.0 * momentum**2)) / 2.0
+    extrapolated = cand + ((momentum - 1.0) / next_momentum) * (cand - w)
+    new_y = jnp.where(better, extrapolated, jnp.where(accept, w, y))
+    new_momentum = jnp.where(better, next_momentum, jnp.where(accept, 1.0, momentum))
+    new_step = jnp.where(accept, jnp.minimum(_GROWTH * step, _MAX_STEP), 0.5 * step)
+    return (jnp.where(better, cand, w), jnp.where(better, fc, fw), new_y,
+            new_momentum, new_step)
+
+  w0 = jnp.full((num_tasks,), 1.0 / num_tasks, dtype)
+  one = jnp.asarray(1.0, dtype)
+  w, *_ = jax.lax.fori_loop(0, num_iterations, body, (w0, f(w0), w0, one, one))
+  return w
+
+
+def cagrad_weights(gram: jax.Array, c: float = 0.5, num_iterations: int = 200) -> jax.Array:
+  """Minimises F(w) over the simplex (`minimize_on_simplex`).
 
   Args:
     gram: f[T, T], GG[s, t] = ⟨g_s, g_t⟩.
@@ -130,26 +167,7 @@ def cagrad_weights(gram: jax.Array, c: float = 0.5, num_iterations: int = 200) -
     aw = a @ w
     return b + r * aw / jnp.sqrt(jnp.maximum(w @ aw, tiny))
 
-  def body(_, carry):
-    w, fw, y, momentum, step = carry
-    g = grad_f(y)
-    cand = project_to_simplex(y - step * g)
-    fc = f(cand)
-    d = cand - y
-    accept = fc <= f(y) + g @ d + (d @ d) / (2.0 * step)
-    better = accept & (fc <= fw)
-    next_momentum = (1.0 + jnp.sqrt(1.0 + 4.0 * momentum**2)) / 2.0
-    extrapolated = cand + ((momentum - 1.0) / next_momentum) * (cand - w)
-    new_y = jnp.where(better, extrapolated, jnp.where(accept, w, y))
-    new_momentum = jnp.where(better, next_momentum, jnp.where(accept, 1.0, momentum))
-    new_step = jnp.where(accept, jnp.minimum(_GROWTH * step, _MAX_STEP), 0.5 * step)
-    return (jnp.where(better, cand, w), jnp.where(better, fc, fw), new_y,
-            new_momentum, new_step)
-
-  w0 = jnp.full((t,), 1.0 / t, a.dtype)
-  one = jnp.asarray(1.0, a.dtype)
-  w, *_ = jax.lax.fori_loop(0, num_iterations, body, (w0, f(w0), w0, one, one))
-  return w
+  return minimize_on_simplex(f, grad_f, t, a.dtype, num_iterations)
 
 
 def cagrad(grads: PyTree, c: float = 0.5, rescale: bool = True,

@@ -41,3 +41,17 @@ def test_steps_benchmark_reports_structure_of_every_phase():
   assert by["maoal"]["flops_to_equal"] <= 1.15
   assert by["maoal"]["grouped_convs"] == 0
   assert "|" in steps.table(records)
+
+
+def test_multitask_weightings_have_no_grouped_convolutions():
+  """A gradient rule (per-task gradients, "map") and a loss weighting (one pass) of
+  docs/weightings.md: no grouped convolutions; the loss weighting costs an Equal step."""
+  records = steps.run(methods=["nash_mtl", "famo"], batch=2, dev_batch=2, width=4,
+                      stage_sizes=(1, 1, 1, 1), num_tasks=3, repeats=1, interval=2,
+                      image_size=8, upper=False, reference=False, compare_ways=False,
+                      print_fn=lambda _: None)
+  by = {r["phase"]: r for r in records}
+  assert list(by) == ["equal", "nash_mtl", "famo"]
+  assert all(r["grouped_convs"] == 0 for r in records)
+  assert by["famo"]["flops_to_equal"] <= 1.02
+  assert 1.0 < by["nash_mtl"]["flops_to_equal"] <= 1.5

@@ -48,6 +48,9 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
     c.method.kwargs.weights = (1.0, 1.0, 1.0, 1.0)
   c.optim = common.optim("sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
                          schedule="cosine", num_steps=1500)
+  # UW's log-variances on the model's optimizer; DWA's epoch = one pass over the
+  # largest task (aux_digit: 350 images / 32 per step).
+  common.mtl_baselines(c, epoch_steps=11)
   # Upper level (learnable methods): MAOAL's setting, with the Neumann step chosen so
   # the series converges on this model; our harness skips a diverged series.
   c.hyper = common.hyper(interval=10, step=0.1, optimizer="adam", lr=0.01,

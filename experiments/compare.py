@@ -172,9 +172,13 @@ def summarize(runs: list[dict]) -> dict:
         "wall_seconds": float(np.mean([r["wall_seconds"] for r in all_rs])),
         "excluded": excluded}
   # Grid selection on dev only (dev is shown in display units: lower-is-better there);
-  # a variant without a usable run is never the pick.
+  # a variant without a usable run is never the pick, nor one with an excluded
+  # (diverged) run while some variant has all its runs (its mean would be over the
+  # seeds that survived).
   pick = min if spec["lower_is_better"] else max
   usable = [v for v in rows if not np.isnan(rows[v]["dev_mean"])]
+  complete = [v for v in usable if not rows[v]["excluded"]]
+  usable = complete or usable
   best = pick(usable, key=lambda v: rows[v]["dev_mean"]) if usable else None
   return {"select": selects[0], **spec, "variants": rows, "best_on_dev": best}
 

@@ -65,6 +65,19 @@ def test_grid_selection_is_on_dev_never_test():
   assert C.summarize(runs)["best_on_dev"] == "a"
 
 
+def test_a_variant_with_diverged_seeds_is_not_the_dev_pick():
+  """b's surviving seed has the better dev score, but b lost a seed to divergence: the
+  pick is a, whose every run finished."""
+  ok = {"select": "accuracy", "status": "completed", "wall_seconds": 1.0}
+  runs = [{**ok, "variant": "a", "seed": s, "test_accuracy": 0.8, "best_dev_accuracy": 0.8}
+          for s in (0, 1)]
+  runs += [{**ok, "variant": "b", "seed": 0, "test_accuracy": 0.9, "best_dev_accuracy": 0.95},
+           {**ok, "variant": "b", "seed": 1, "status": "diverged", "test_accuracy": 0.1,
+            "best_dev_accuracy": 0.1}]
+  assert C.summarize(runs)["best_on_dev"] == "a"
+  assert C.summarize(runs[2:])["best_on_dev"] == "b"  # nothing complete: still a pick
+
+
 def test_diverged_and_unselected_runs_are_marked_and_left_out_of_the_means():
   ok = {"select": "accuracy", "status": "completed", "wall_seconds": 1.0}
   runs = [{**ok, "variant": "maoal", "seed": 0, "test_accuracy": 0.9, "best_dev_accuracy": 0.8},

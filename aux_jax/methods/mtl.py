@@ -34,17 +34,8 @@ from aux_jax.rules.imtl import imtl as imtl_rule
 from aux_jax.rules.mgda import NORMALIZATIONS, mgda as mgda_rule
 from aux_jax.rules.nash_mtl import nash_mtl as nash_mtl_rule
 from aux_jax.rules.tree import task_combine
-
-
-def _check_tasks(name: str, num_tasks: int) -> None:
-  if num_tasks < 2:
-    raise ValueError(f"{name} needs a main task and at least one auxiliary task, "
-                     f"got num_tasks={num_tasks}")
-
-
-def _stateless_init(key):
-  del key
-  return MethodState(phi=(), state=())
+# The gradient-surgery methods' shared helpers (one definition).
+from aux_jax.methods.surgery import _check_tasks, _stateless_init
 
 
 def _rule_method(name: str, num_tasks: int, rule, extra=lambda info: {},

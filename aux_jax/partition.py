@@ -133,6 +133,13 @@ class Partition:
       sizes[m] += n
     return tuple(sizes)
 
+  def shapes_for(self, user: str) -> tuple[tuple[int, ...], ...]:
+    """`leaf_shapes`, or a ValueError naming ``user`` when the partition lacks them."""
+    if len(self.leaf_shapes) != len(jax.tree.leaves(self.assignment)):
+      raise ValueError(f"{user} needs the partition's leaf_shapes; build it with "
+                       "aux_jax.partition.make_partition")
+    return self.leaf_shapes
+
   def _key(self):
     leaves, treedef = jax.tree.flatten(self.assignment)
     return (self.module_names, treedef, tuple(leaves), self.leaf_shapes)
@@ -236,9 +243,8 @@ def module_broadcast(partition: Partition, per_module: jnp.ndarray) -> PyTree:
                      f"shape {per_module.shape}")
   batch = per_module.shape[:-1]
   leaves, treedef = jax.tree.flatten(partition.assignment)
-  if batch and len(partition.leaf_shapes) != len(leaves):
-    raise ValueError("module_broadcast with leading axes needs the partition's "
-                     "leaf_shapes; build it with make_partition")
+  if batch:
+    partition.shapes_for("module_broadcast with leading axes")
   out = []
   for i, m in enumerate(leaves):
     v = per_module[..., m]

@@ -152,11 +152,8 @@ def attittud(num_tasks: int, partition: Partition, num_basis: int = 10,
     raise ValueError(f"attittud needs main_samples >= 1 or None, got {main_samples}")
   if main_draw not in MAIN_DRAWS:
     raise ValueError(f"attittud main_draw must be one of {MAIN_DRAWS}, got {main_draw!r}")
-  assignment_leaves, treedef = jax.tree.flatten(partition.assignment)
-  shapes = partition.leaf_shapes
-  if len(shapes) != len(assignment_leaves):
-    raise ValueError("attittud needs the partition's leaf_shapes; build it with "
-                     "aux_jax.partition.make_partition")
+  treedef = jax.tree.structure(partition.assignment)
+  shapes = partition.shapes_for("attittud")
   dim = sum(math.prod(s) for s in shapes)
   if not 1 <= num_basis <= dim:
     raise ValueError(f"attittud needs 1 <= num_basis <= {dim} (the number of backbone "

@@ -324,11 +324,8 @@ def dbmtl(num_tasks: int, partition: Partition, beta: float = 0.9) -> Method:
   _check_tasks("dbmtl", num_tasks)
   if not 0.0 <= beta < 1.0:
     raise ValueError(f"dbmtl needs 0 <= beta < 1, got {beta}")
-  leaves, treedef = jax.tree.flatten(partition.assignment)
-  shapes = partition.leaf_shapes
-  if len(shapes) != len(leaves):
-    raise ValueError("dbmtl needs the partition's leaf_shapes; build it with "
-                     "aux_jax.partition.make_partition")
+  treedef = jax.tree.structure(partition.assignment)
+  shapes = partition.shapes_for("dbmtl")
 
   def init(key):
     del key

@@ -9,7 +9,8 @@ import numpy as np
 
 def weights_over_training(records: Sequence[dict], path: str, *,
                           task_names: Sequence[str], module_names: Sequence[str],
-                          title: str = "", best_step: int | None = None) -> str:
+                          title: str = "", best_step: int | None = None,
+                          used=None) -> str:
   """Line plots of the logged ``"weights"`` of every auxiliary task over training.
 
   Task × module weights (f32[K, M] per record, e.g. MAOAL's ω) get one panel per
@@ -24,6 +25,8 @@ def weights_over_training(records: Sequence[dict], path: str, *,
     module_names: the M module names.
     title: the figure's title.
     best_step: the selected (best-on-dev) step, marked by a dotted vertical line.
+    used: optional bool[K, M], which task × module weights act (e.g. MAOAL's main-head
+      column only for tasks trained through the main head); the others are not drawn.
 
   Returns:
     ``path``.
@@ -49,6 +52,8 @@ def weights_over_training(records: Sequence[dict], path: str, *,
   colors = plt.get_cmap("tab10")
   for m, (ax, panel) in enumerate(zip(axes[0], panels)):
     for k, name in enumerate(task_names):
+      if used is not None and not np.asarray(used)[k, m]:
+        continue
       ax.plot(steps, weights[:, k, m], color=colors(k % 10), label=name, lw=1.6)
     if best_step is not None:
       ax.axvline(best_step, color="0.4", ls=":", lw=1)

@@ -207,15 +207,24 @@ def maoal_convergent(c: ml_collections.ConfigDict, step: float
   return c
 
 
-def auxl_baseline(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all",
-                  weight_decay: float = 0.0) -> ml_collections.ConfigDict:
-  """AuxL as the MAOAL paper runs it: AuxiLearn's nonlinear monotone combiner
-  T→5→5→1 over the batch-mean losses, SGD 1e-3 on φ, Neumann α 1e-4 (no prefactor).
-  MAOAL's code also restricts the hypergradient to the shared parameters
-  (``hyper_wrt="shared"``) and decays φ by 5e-4; its configs pass both."""
+def auxl_network(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all"
+                 ) -> ml_collections.ConfigDict:
+  """AuxL's auxiliary network as the MAOAL paper runs it: AuxiLearn's nonlinear
+  monotone combiner T→5→5→1 over the batch-mean losses, the hypergradient over
+  ``hyper_wrt``; ``c.hyper`` untouched."""
+  c.method.name = "auxl"
   c.method.kwargs = ml_collections.ConfigDict(
       {"net": "nonlinear", "hidden": (5, 5), "monotone": True, "hyper_wrt": hyper_wrt,
        "bias_out": False})   # AuxiLearn's Mono nonlinear net: no output bias
+  return c
+
+
+def auxl_baseline(c: ml_collections.ConfigDict, *, hyper_wrt: str = "all",
+                  weight_decay: float = 0.0) -> ml_collections.ConfigDict:
+  """AuxL as the MAOAL paper runs it: `auxl_network`, SGD 1e-3 on φ, Neumann α 1e-4
+  (no prefactor). MAOAL's code also restricts the hypergradient to the shared
+  parameters (``hyper_wrt="shared"``) and decays φ by 5e-4; its configs pass both."""
+  auxl_network(c, hyper_wrt=hyper_wrt)
   c.hyper.optimizer = "sgd"
   c.hyper.lr = 1e-3
   c.hyper.solver_kwargs.neumann.step = 1e-4
@@ -259,15 +268,25 @@ def maoal_estimator(c: ml_collections.ConfigDict, name: str, *,
 
 
 def maoal_variants(c: ml_collections.ConfigDict, method: str, *,
-                   convergent_step: float) -> ml_collections.ConfigDict:
+                   convergent_step: float, shared: str = "shared",
+                   auxl_upper: str = "original") -> ml_collections.ConfigDict:
   """The MAOAL experiments' own variants, after ``c.method`` and ``c.hyper`` are set:
   ``maoal_<estimator>`` (`maoal_estimator`, e.g. ``maoal_convergent`` with α =
-  ``convergent_step``, ``maoal_original``) and AuxL as MAOAL's code runs it
-  (`auxl_baseline` over the shared parameters, φ decay 5e-4)."""
+  ``convergent_step``, ``maoal_original``), ``auxl_original`` (AuxL as MAOAL's code
+  runs it: `auxl_baseline` over the shared parameters, φ decay 5e-4), and ``auxl``:
+  that too with ``auxl_upper="original"``, or AuxL's network with the experiment's own
+  upper level (``c.hyper`` as set, MAOAL's) with ``auxl_upper="experiment"``.
+  ``shared``: AuxL's ``hyper_wrt`` for the shared parameters, ``"shared"`` (the
+  backbone) or ``"main_head"`` (the backbone and the main head, where auxiliary tasks
+  share it)."""
+  if auxl_upper not in ("original", "experiment"):
+    raise ValueError(f"auxl_upper must be 'original' or 'experiment', got {auxl_upper!r}")
   if method.startswith("maoal_"):
     maoal_estimator(c, method[len("maoal_"):], convergent_step=convergent_step)
-  if c.method.name == "auxl":
-    auxl_baseline(c, hyper_wrt="shared", weight_decay=5e-4)
+  if method == "auxl_original" or (method == "auxl" and auxl_upper == "original"):
+    auxl_baseline(c, hyper_wrt=shared, weight_decay=5e-4)
+  elif method == "auxl":
+    auxl_network(c, hyper_wrt=shared)
   return c
 
 

@@ -6,13 +6,20 @@ this problem needs no download. Values are rescaled to `uint8` 0..255 (`round(v�
 Tasks (task 0 is the main task; every task has its own images, all disjoint, and the
 main task's dev and test images are never used by any other task):
 
-| index | name           | classes | labels                         | role                  |
-|-------|----------------|---------|--------------------------------|-----------------------|
-| 0     | `main_digit`   | 10      | the digit                      | main, few labels      |
-| 1     | `aux_digit`    | 10      | the digit (other images)       | helpful: same task    |
-| 2     | `aux_parity`   | 2       | digit mod 2                    | helpful: coarse digit |
-| 3     | `aux_ge5`      | 2       | 1 if digit >= 5 else 0         | helpful: coarse digit |
-| 4     | `aux_random`   | 10      | uniform random, fixed by seed  | harmful: noise        |
+| index | name           | classes | labels                         | head | role                  |
+|-------|----------------|---------|--------------------------------|------|-----------------------|
+| 0     | `main_digit`   | 10      | the digit                      | 0    | main, few labels      |
+| 1     | `aux_digit`    | 10      | the digit (other images)       | 0    | helpful: more labels  |
+| 2     | `aux_parity`   | 2       | digit mod 2                    | 2    | helpful: coarse digit |
+| 3     | `aux_ge5`      | 2       | 1 if digit >= 5 else 0         | 3    | helpful: coarse digit |
+| 4     | `aux_random`   | 10      | uniform random, fixed by seed  | 0    | harmful: noise        |
+
+The two tasks labelled with digits are more labels for the main task from other
+sources — a careful annotator (`aux_digit`) and one who guessed (`aux_random`) — so
+they are trained through the main task's classifier (`MultiTaskData.task_heads`;
+``share_main_head=False``: every task its own head). Under equal weights the guessed
+labels pull the main classifier towards uniform predictions, so `aux_random` hurts the
+main task, while the other three help; learned weights should find which is which.
 
 The main task's train and dev sets are class-balanced (round-robin over the digits);
 its test set and the auxiliary tasks' images are random draws from what is left.
@@ -55,6 +62,7 @@ def load_digits_multitask(
     n_aux_random: int = 250,
     primary_only: bool = False,
     tasks: tuple[str, ...] | None = None,
+    share_main_head: bool = True,
 ) -> MultiTaskData:
   """Loads the digits multi-task problem (see the module docstring for the tasks).
 
@@ -74,6 +82,9 @@ def load_digits_multitask(
       labels and the normalisation do not depend on it, so e.g. ``("aux_digit",
       "aux_parity", "aux_ge5")`` is the same problem without the harmful task (the
       oracle that knows which task hurts).
+    share_main_head: the tasks labelled with digits (``aux_digit``, ``aux_random``)
+      are trained through the main task's classifier, as more labels of the main
+      task; False: every task through its own head.
 
   Returns:
     A validated `MultiTaskData` with 5 tasks of `u8[·, 8, 8, 1]` images.
@@ -128,6 +139,8 @@ def load_digits_multitask(
   task_rows = [task_rows[t] for t in keep]
   task_labels = [task_labels[t] for t in keep]
   names = tuple(TASK_NAMES[t] for t in keep)
+  heads = tuple(0 if share_main_head and _NUM_CLASSES[TASK_NAMES.index(n)] == 10 else i
+                for i, n in enumerate(names))
   num_classes = num_classes[keep]
   train_x, train_y, counts = pad_tasks([images[r] for r in task_rows], task_labels)
   return MultiTaskData(
@@ -142,4 +155,5 @@ def load_digits_multitask(
       task_names=names,
       mean=mean,
       std=std,
+      task_heads=heads,
   ).validate()

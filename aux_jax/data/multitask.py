@@ -142,6 +142,10 @@ class MultiTaskData:
     task_kinds: `T` kinds from `KINDS` (None: all "classification"); a "multilabel"
       task's `num_classes` is its number of labels L and its labels (train, and dev
       and test for the main task) are bit masks in [0, 2^L).
+    task_heads: `T` head indices, the classifier each task is trained through (None:
+      task t through head t). A task may share the head of an earlier task that has
+      the same classes and kind, e.g. more labels for the main task from another
+      source (`task_heads[t] = 0`); ``task_heads[0]`` is 0.
   """
 
   train_images: np.ndarray
@@ -158,6 +162,12 @@ class MultiTaskData:
   meta_images: Optional[np.ndarray] = None
   meta_labels: Optional[np.ndarray] = None
   task_kinds: Optional[tuple] = None
+  task_heads: Optional[tuple] = None
+
+  @property
+  def heads(self) -> tuple[int, ...]:
+    """The `T` head indices (`task_heads`, or task t through head t)."""
+    return tuple(int(h) for h in (self.task_heads or range(self.num_tasks)))
 
   @property
   def kinds(self) -> tuple[str, ...]:
@@ -208,6 +218,16 @@ class MultiTaskData:
       fail(f"task_kinds {kinds} must be {t_} of {KINDS}")
     if any(k == "multilabel" and c > MAX_LABELS for k, c in zip(kinds, self.num_classes)):
       fail(f"a multilabel task has at most {MAX_LABELS} labels")
+    heads = self.heads
+    if len(heads) != t_ or heads[0] != 0:
+      fail(f"task_heads {heads} must be {t_} head indices with task_heads[0] = 0")
+    for t, h in enumerate(heads):
+      if not 0 <= h <= t or (h != t and heads[h] != h):
+        fail(f"task {t} ({self.task_names[t]}) must use its own head or the own head "
+             f"of an earlier task, got head {h}")
+      if (kinds[t], self.num_classes[t]) != (kinds[h], self.num_classes[h]):
+        fail(f"task {t} ({self.task_names[t]}) shares head {h} but not its classes "
+             f"and kind")
     # Labels lie in [0, high[t]): C classes, or 2^L bit masks of a multilabel task.
     high = [2 ** int(c) if k == "multilabel" else int(c)
             for k, c in zip(kinds, self.num_classes)]

@@ -27,7 +27,7 @@ _REGISTRY = {
     "fixed": (lambda t, p, s, **kw: fixed(t, **kw), False),
     "gcs": (lambda t, p, s, **kw: gcs(t, **kw), False),
     "auxl": (lambda t, p, s, **kw: auxl(t, **kw), False),
-    "maoal": (lambda t, p, s, **kw: maoal(t, p, **kw), True),
+    "maoal": (lambda t, p, s, **kw: maoal(t, p, heads=s.heads if s else None, **kw), True),
     "pcgrad": (lambda t, p, s, **kw: pcgrad(t, **kw), False),
     "cagrad": (lambda t, p, s, **kw: cagrad(t, **kw), False),
     "gradnorm": (lambda t, p, s, **kw: gradnorm(t, p, **kw), True),

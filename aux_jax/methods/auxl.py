@@ -17,7 +17,9 @@ G = ∇_θ L_T is the gradient of one scalar, so J is a Hessian (symmetric), and
 trained by the implicit hypergradient over ``hyper_wrt``: ``"all"`` parameters
 (AuxiLearn's NYUv2 and Pet trainers) or the ``"shared"`` backbone only, heads held
 fixed, J = H_ss the backbone block of the Hessian (the AuxL baseline of MAOAL's code,
-which passes only the shared parameters to its meta optimizer).
+which passes only the shared parameters to its meta optimizer), or ``"main_head"``: the
+backbone and the main task's head (the shared parameters when auxiliary tasks are
+trained through the main head, `MultiTaskData.task_heads`).
 
 The logged "weights" are the effective auxiliary weights Σ ∂g_φ/∂ℓ_{·,k} at the current
 losses (summed over samples/pixels; for L = Σ_k w_k · mean ℓ_k this is w_k), k = 1..K.
@@ -38,9 +40,10 @@ def auxl(num_tasks: int, *, net: str = "nonlinear", hidden=(5, 5), monotone=True
          inputs: str = "batch", hyper_wrt: str = "all", pixel_mask: bool = True,
          **net_kwargs) -> Method:
   """The AuxL `Method`: auxiliary network ``net`` over the losses named by ``inputs``,
-  hypergradient over ``hyper_wrt`` (``"all"`` | ``"shared"``)."""
-  if hyper_wrt not in ("all", "shared"):
-    raise ValueError(f"auxl hyper_wrt must be 'all' or 'shared', got {hyper_wrt!r}")
+  hypergradient over ``hyper_wrt`` (``"all"`` | ``"shared"`` | ``"main_head"``)."""
+  if hyper_wrt not in ("all", "shared", "main_head"):
+    raise ValueError(f"auxl hyper_wrt must be 'all', 'shared' or 'main_head', got "
+                     f"{hyper_wrt!r}")
   if inputs not in INPUTS:
     raise ValueError(f"auxl inputs must be one of {INPUTS}, got {inputs!r}")
   if (net == "conv") != (inputs == "pixel"):

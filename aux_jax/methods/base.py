@@ -100,12 +100,14 @@ class TaskSpec(NamedTuple):
     kinds: T task kinds (`aux_jax.losses`; "classification" for separate tasks).
     num_outputs: T output sizes (classes, target dimensions).
     input_shape: one example's input shape, e.g. ``(H, W, C)``.
+    heads: T head indices, the head each task is trained through (None: its own).
   """
 
   names: tuple
   kinds: tuple
   num_outputs: tuple
   input_shape: tuple
+  heads: Optional[tuple] = None
 
 
 class MethodState(NamedTuple):

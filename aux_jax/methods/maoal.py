@@ -6,7 +6,12 @@ parameters is
 
     G_m(θ, W) = ∇_{θ_m} ℓ₀ + s Σ_k ω_{k,m} ∇_{θ_m} ℓ_k ,
 
-and each head receives the plain gradient of ℓ₀ + s Σ_k ℓ_k. W is trained by the
+and each head receives the plain gradient of ℓ₀ + s Σ_k ℓ_k. An auxiliary task that
+is trained through the main task's head (more labels of the main task, from another
+source; `MultiTaskData.task_heads`) shares that head as it shares the backbone, so the
+head is one more module: W gets a column ``main_head`` and the main head receives
+∇ℓ₀ + s Σ_k ω_{k,head} ∇ℓ_k over the tasks sharing it (the others' entries are unused,
+logged as 1), and the hypergradient's θ_s includes the main head. W is trained by the
 implicit hypergradient of the dev loss through G (`aux_jax.hypergrad`); J = ∂G/∂θ_s is
 not symmetric, so the estimator uses vector–Jacobian products, and
 
@@ -36,6 +41,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from aux_jax.methods.base import (Method, MethodState, mean_task_losses, per_task_grads,
                                   task_metrics)
@@ -66,8 +72,29 @@ def layer_modules(partition: Partition) -> Optional[dict[str, int]]:
   return out
 
 
+def shares_main_head(num_tasks: int, heads=None) -> tuple[bool, ...]:
+  """Whether each auxiliary task k = 1..K is trained through the main task's head
+  (``heads``: the T head indices, `TaskSpec.heads`; None: every task its own)."""
+  return tuple(bool(heads is not None and int(heads[k]) == 0) for k in range(1, num_tasks))
+
+
+def module_names(partition: Partition, num_tasks: int, heads=None) -> tuple[str, ...]:
+  """The names of W's columns: the partition's modules, then ``main_head`` when an
+  auxiliary task shares the main head."""
+  extra = ("main_head",) if any(shares_main_head(num_tasks, heads)) else ()
+  return tuple(partition.module_names) + extra
+
+
+def weights_used(partition: Partition, num_tasks: int, heads=None) -> np.ndarray:
+  """bool[K, M (+1)]: which entries of W act (all, but the main-head column only for
+  the tasks trained through the main head)."""
+  share = np.array(shares_main_head(num_tasks, heads), bool)
+  used = np.ones((num_tasks - 1, partition.num_modules), bool)
+  return np.concatenate([used, share[:, None]], 1) if share.any() else used
+
+
 def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
-          floor: float = 1e-6) -> Method:
+          floor: float = 1e-6, heads=None) -> Method:
   """The MAOAL `Method` for T = ``num_tasks`` tasks over ``partition``'s M modules.
 
   Args:
@@ -77,6 +104,9 @@ def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
       docstring); ``"one_pass"`` falls back to ``"per_module"`` where the losses or the
       partition do not allow it.
     floor: the one-pass path's relative floor on the cotangent scales (0 < floor < 1).
+    heads: the T head indices (`TaskSpec.heads`; None: every task its own head);
+      auxiliary tasks trained through head 0 get a ``main_head`` weight (see the
+      module docstring; G then comes from the per-module path).
 
   Raises:
     ValueError: fewer than 2 tasks, an unknown ``lower`` or a floor outside (0, 1).
@@ -88,22 +118,30 @@ def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
   if not 0.0 < floor < 1.0:
     raise ValueError(f"maoal floor must be in (0, 1), got {floor}")
   num_aux = num_tasks - 1
-  layers = layer_modules(partition) if lower == "one_pass" else None
+  shares = jnp.asarray(shares_main_head(num_tasks, heads))
+  head_module = bool(shares.any())
+  num_modules = partition.num_modules
+  # One pass scales cotangents by ω_{k,m}/ω_{k,head} when the head is weighted, which
+  # a zero head weight cannot divide: the per-module path then.
+  layers = layer_modules(partition) if lower == "one_pass" and not head_module else None
 
   def init(key):
     del key
-    return MethodState(phi=jnp.ones((num_aux, partition.num_modules), jnp.float32),
+    return MethodState(phi=jnp.ones((num_aux, num_modules + head_module), jnp.float32),
                        state=())
-
-  head_w = jnp.concatenate([jnp.ones((1,)), jnp.full((num_aux,), 1.0 / num_aux)])
 
   def direction(params, w, state, losses, key):
     del key
     omega = jax.nn.relu(w)
-    coeff = task_module_coefficients(omega)                      # [T, M]
+    if head_module:  # the main head's column; 1 for tasks with their own head
+      omega = omega.at[:, -1].set(jnp.where(shares, omega[:, -1], 1.0))
+      head_w = jnp.concatenate([jnp.ones((1,)), omega[:, -1] / num_aux])
+    else:
+      head_w = jnp.concatenate([jnp.ones((1,)), jnp.full((num_aux,), 1.0 / num_aux)])
+    coeff = task_module_coefficients(omega[:, :num_modules])     # [T, M]
     if layers is not None and losses.scaled is not None:
       # G from one backward pass with per-layer, per-task cotangent scales r[t, m].
-      ratio = jnp.concatenate([jnp.ones((1, partition.num_modules), omega.dtype), omega])
+      ratio = jnp.concatenate([jnp.ones((1, num_modules), omega.dtype), omega])
       floored = jnp.maximum(ratio, floor * jnp.max(ratio, axis=1, keepdims=True))
       ratio = ratio + jax.lax.stop_gradient(floored - ratio)     # d/dω as unfloored
       scales = {layer: ratio[:, m] for layer, m in layers.items()}
@@ -115,12 +153,12 @@ def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
             task_losses, model_state)
 
       out, (task_losses, model_state) = jax.grad(total, has_aux=True)(params)
-    elif partition.num_modules < num_tasks:
+    elif num_modules < num_tasks:
       # G_m = ∇_{θ_m} Σ_t c[t, m] ℓ_t: one forward, M plain backward passes.
       task_losses, vjp_fn, model_state = jax.vjp(
           mean_task_losses(losses), params, has_aux=True)
       per_module = [vjp_fn(coeff[:, m])[0]["backbone"]
-                    for m in range(partition.num_modules)]
+                    for m in range(num_modules)]
       backbone = jax.tree.map(lambda m, *gs: gs[m], partition.assignment, *per_module)
       heads = vjp_fn(head_w.astype(task_losses.dtype))[0]["heads"]
       out = {"backbone": backbone, "heads": heads}
@@ -135,4 +173,4 @@ def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
     return out, state, model_state, {**task_metrics(task_losses), "weights": omega}
 
   return Method(name="maoal", init=init, direction=direction, learnable=True,
-                symmetric=False, hyper_wrt="shared")
+                symmetric=False, hyper_wrt="main_head" if head_module else "shared")

@@ -31,6 +31,8 @@ from aux_jax.data import get_dataset
 from aux_jax.data.shared_input import with_subclass_task
 from aux_jax.meta_optimizer import MetaState, meta_optimizer
 from aux_jax.methods import LossFns, Method, MethodState, get_method
+from aux_jax.methods.maoal import module_names as maoal_module_names
+from aux_jax.methods.maoal import weights_used as maoal_weights_used
 from aux_jax.models import get_backbone, load_pretrained_backbone
 from aux_jax.models import init as model_init
 from aux_jax.partition import Partition, make_partition, partition_rules
@@ -130,6 +132,11 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
                              if cfg.method.partition == "module_wise" else ())
   method = get_method(cfg.method.name, num_tasks, partition, tasks=problem.spec,
                       **dict(cfg.method.get("kwargs", {})))
+  # The columns of a [K, M] weight array (MAOAL adds the main head when it is shared).
+  weight_modules = (maoal_module_names(partition, num_tasks, problem.spec.heads)
+                    if method.name == "maoal" else partition.module_names)
+  weights_used = (maoal_weights_used(partition, num_tasks, problem.spec.heads)
+                  if method.name == "maoal" else None)
   # The optimizer's weight decay wd·θ is part of the lower-level fixed point; the
   # originals leave it out of G (hyper.include_weight_decay=False).
   decay = float(cfg.optim.weight_decay) if cfg.hyper.get("include_weight_decay") else 0.0
@@ -283,9 +290,9 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       return
     plots.weights_over_training(
         records, os.path.join(workdir, "weights.png"),
-        task_names=problem.task_names[1:], module_names=partition.module_names,
+        task_names=problem.task_names[1:], module_names=weight_modules,
         title=f"{method.name}: auxiliary weights over training",
-        best_step=summary.get("best_step"))
+        best_step=summary.get("best_step"), used=weights_used)
 
   return Experiment(
       name=method.name, select=problem.select, init=init, lower_step=lower_step,
@@ -299,7 +306,7 @@ def build_experiment(config: ml_collections.ConfigDict, data) -> Experiment:
       mesh=mesh, on_evaluate=on_evaluate if plateau is not None else None,
       config=cfg, data=data, problem=problem, method=method,
       partition=partition, losses_at=losses_at,
-      array_names={"weights": (tuple(problem.task_names[1:]), partition.module_names)})
+      array_names={"weights": (tuple(problem.task_names[1:]), weight_modules)})
 
 
 def counters(state: TrainState) -> dict:

@@ -230,15 +230,19 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
   bn_stats = cfg.model.get("bn_stats", "main")  # chunks updating running statistics
   ml = jnp.asarray(multilabel)
   opts = upper_options(cfg)
-  # The head each task is trained through: its own, or the original MAOAL's indexing
-  # ("shifted": auxiliary task k = 1..K through head k − 1, so the first auxiliary
-  # task shares the main head and head K is never used; M:train.py:227, 284).
+  # The head each task is trained through: its data's (`MultiTaskData.task_heads`:
+  # its own, or the main task's for more labels of the main task), or the original
+  # MAOAL's indexing ("shifted": auxiliary task k = 1..K through head k − 1, so the
+  # first auxiliary task shares the main head and head K is never used;
+  # M:train.py:227, 284).
   aux_heads = cfg.model.get("aux_heads", "own")
   if aux_heads not in AUX_HEADS:
     raise ValueError(f"model.aux_heads must be one of {AUX_HEADS}, got {aux_heads!r}")
-  head_of = jnp.asarray([0] + [t - 1 if aux_heads == "shifted" else t
-                               for t in range(1, num_tasks)], jnp.int32)
-  used_heads = (lambda heads: heads) if aux_heads == "own" else (
+  heads_of = (data.heads if aux_heads == "own"
+              else (0,) + tuple(t - 1 for t in range(1, num_tasks)))
+  head_of = jnp.asarray(heads_of, jnp.int32)
+  own_heads = heads_of == tuple(range(num_tasks))
+  used_heads = (lambda heads: heads) if own_heads else (
       lambda heads: jax.tree.map(lambda h: h[head_of], heads))
 
   crop = _crop(cfg)
@@ -352,7 +356,10 @@ def separate_tasks(cfg, data: MultiTaskData, backbone, dtype, keys: Keys,
     return {f"{split}_{k}": v for k, v in metrics.items()}
 
   spec = TaskSpec(tuple(data.task_names), kinds,
-                  tuple(int(c) for c in data.num_classes), tuple(data.image_shape))
+                  tuple(int(c) for c in data.num_classes), tuple(data.image_shape),
+                  # "shifted" reproduces an indexing defect whose heads the original
+                  # trains at fixed weights: methods see task-specific heads.
+                  heads=heads_of if aux_heads == "own" else None)
   return Problem(
       num_tasks=num_tasks, task_names=tuple(data.task_names), spec=spec,
       variables=variables,

@@ -98,3 +98,12 @@ def test_tasks_option_drops_tasks_and_keeps_the_rest_identical(data):
   assert only_random.task_names == ("main_digit", "aux_random")
   with pytest.raises(ValueError, match="unknown auxiliary tasks"):
     load_digits_multitask(tasks=("aux_colour",))
+
+
+def test_tasks_labelled_with_digits_share_the_main_head(data):
+  # aux_digit and aux_random label digits: more labels of the main task (head 0).
+  assert data.heads == (0, 0, 2, 3, 0)
+  assert load_digits_multitask(seed=0, tasks=("aux_parity", "aux_random")).heads == (0, 1, 0)
+  own = load_digits_multitask(seed=0, share_main_head=False)
+  assert own.heads == (0, 1, 2, 3, 4)
+  np.testing.assert_array_equal(own.train_labels, data.train_labels)  # same problem

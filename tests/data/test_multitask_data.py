@@ -63,10 +63,21 @@ def test_channel_stats_matches_numpy():
     (dict(test_images=np.zeros((3, 4, 5, 2), np.uint8)), "test_images"),
     (dict(std=np.array([1.0, 0.0], np.float32)), "std"),
     (dict(mean=np.zeros(3, np.float32)), "mean"),
+    (dict(task_heads=(0,)), "task_heads"),
+    (dict(task_heads=(1, 1)), "task_heads"),
+    (dict(task_heads=(0, 0)), "shares head 0 but not its classes"),  # 3 vs 2 classes
 ])
 def test_validate_rejects(change, match):
   with pytest.raises(ValueError, match=match):
     _data(**change).validate()
+
+
+def test_task_heads_default_to_own_and_may_share_an_earlier_tasks_head():
+  assert _data().heads == (0, 1)
+  same = _data(num_classes=np.array([3, 3], np.int32), task_heads=(0, 0))
+  assert same.validate().heads == (0, 0)
+  with pytest.raises(ValueError, match="own head of an earlier task"):
+    _data(num_classes=np.array([3, 3], np.int32), task_heads=(0, 2)).validate()
 
 
 def test_validate_rejects_out_of_range_train_labels():

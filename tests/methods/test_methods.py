@@ -9,14 +9,17 @@ import pytest
 
 from aux_jax.auxnets import get_auxnet
 from aux_jax.hypergrad import implicit_hypergradient
-from aux_jax.methods import LossFns, get_method
+from aux_jax.methods import LossFns, TaskSpec, get_method
+from aux_jax.methods.maoal import module_names as maoal_module_names
+from aux_jax.methods.maoal import weights_used as maoal_weights_used
 from aux_jax.partition import make_partition
 
 T, B, D, F, C = 4, 5, 3, 4, 3  # tasks, batch, inputs, features, classes
 
 
-def _tiny(dtype=jnp.float32, l2=0.0):
-  """A 2-layer shared MLP (two modules) with per-task heads; each task its own batch."""
+def _tiny(dtype=jnp.float32, l2=0.0, heads=tuple(range(T))):
+  """A 2-layer shared MLP (two modules) with per-task heads (task t through head
+  ``heads[t]``); each task its own batch."""
   ks = jax.random.split(jax.random.key(0), 8)
   n = lambda k, s: jax.random.normal(k, s, dtype) * 0.7
   params = {
@@ -33,7 +36,8 @@ def _tiny(dtype=jnp.float32, l2=0.0):
     return jnp.tanh(h @ bb["l2"]["kernel"] + bb["l2"]["bias"])
 
   def task_loss(p, t):  # f32[B]; the L2 term makes the Hessians positive definite
-    logits = features(p["backbone"], x[t]) @ p["heads"]["kernel"][t] + p["heads"]["bias"][t]
+    h = heads[t]
+    logits = features(p["backbone"], x[t]) @ p["heads"]["kernel"][h] + p["heads"]["bias"][h]
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[t][:, None], 1)[:, 0]
     return nll + 0.5 * l2 * sum(jnp.sum(v ** 2) for v in jax.tree.leaves(p["backbone"]))
 
@@ -117,6 +121,34 @@ def test_maoal_module_wise_direction():
     _close(grads["backbone"][name], _wsum([g["backbone"][name] for g in gs], coeff))
   _close(grads["heads"], _wsum([g["heads"] for g in gs], [1.0] + [1.0 / k] * k))
   np.testing.assert_allclose(metrics["weights"], omega)
+
+
+def test_maoal_weights_the_main_head_where_auxiliary_tasks_share_it():
+  # Tasks 1 and 3 are trained through the main head (more labels of the main task),
+  # task 2 through its own: W gets a main_head column, used for tasks 1 and 3 only.
+  heads = (0, 0, 2, 0)
+  params, losses, mean_loss = _tiny(heads=heads)
+  gs = _task_grads(params, mean_loss)
+  w = jnp.array([[1.5, -0.3, 0.4], [0.2, 0.7, 5.0], [-1.0, 2.0, -0.5]])  # [K, M + 1]
+  grads, metrics = _direction("maoal", params, losses, phi=w,
+                              tasks=TaskSpec(("t",) * T, ("c",) * T, (C,) * T, (D,), heads))
+  omega, k = np.maximum(np.asarray(w), 0), T - 1
+  for m, name in enumerate(("l1", "l2")):
+    coeff = [1.0] + [omega[j, m] / k for j in range(k)]
+    _close(grads["backbone"][name], _wsum([g["backbone"][name] for g in gs], coeff))
+  head_coeff = [1.0, omega[0, 2] / k, 1.0 / k, omega[2, 2] / k]  # task 2: its own head
+  _close(grads["heads"], _wsum([g["heads"] for g in gs], head_coeff))
+  logged = omega.copy()
+  logged[1, 2] = 1.0  # unused: task 2 does not share the main head
+  np.testing.assert_allclose(metrics["weights"], logged)
+  method = get_method("maoal", T, _partition(params),
+                      tasks=TaskSpec(("t",) * T, ("c",) * T, (C,) * T, (D,), heads))
+  assert method.init(None).phi.shape == (T - 1, 3) and method.hyper_wrt == "main_head"
+  assert maoal_module_names(_partition(params), T, heads) == ("m1", "m2", "main_head")
+  np.testing.assert_array_equal(maoal_weights_used(_partition(params), T, heads),
+                                [[1, 1, 1], [1, 1, 0], [1, 1, 1]])
+  own = get_method("maoal", T, _partition(params))
+  assert own.init(None).phi.shape == (T - 1, 2) and own.hyper_wrt == "shared"
 
 
 def test_auxl_is_the_chain_rule_through_the_auxiliary_network():

@@ -29,6 +29,7 @@ def _config(case="maoal", **opts):
   c.hyper.dev_bn, c.hyper.train_term, c.data.augment_dev = "eval", "lower", False
   c.model.init = c.model.head_init = "flax"
   c.model.aux_heads = "own"
+  c.data.kwargs.share_main_head = False  # every task its own head
   for path, value in opts.items():
     section, field = path.split("__")
     c[section][field] = value
@@ -37,14 +38,18 @@ def _config(case="maoal", **opts):
 
 @pytest.fixture(scope="module")
 def datasets():
-  return {case: load_data(_config(case)) for case in ("maoal", "taskgen")}
+  out = {case: load_data(_config(case)) for case in ("maoal", "taskgen")}
+  shared = _config()
+  shared.data.kwargs.share_main_head = True  # the digits default (aux_jax.data.digits)
+  out["shared"] = load_data(shared)
+  return out
 
 
-def _problem(datasets, case="maoal", **opts):
+def _problem(datasets, case="maoal", data="", **opts):
   c = _config(case, **opts)
   backbone = get_backbone(c.model.name, **dict(c.model.kwargs))
   keys = problems.Keys(*jax.random.split(jax.random.key(c.seed), 4))
-  prob = problems.build_problem(c, datasets[case], backbone, jnp.float32, keys)
+  prob = problems.build_problem(c, datasets[data or case], backbone, jnp.float32, keys)
   params = {"backbone": prob.variables["params"],
             "heads": prob.init_heads(jax.random.key(1))}
   # Running statistics off their initial values, so that folds are visible.
@@ -183,6 +188,22 @@ def test_aux_heads_shifted_trains_aux_task_k_through_head_k_minus_1(datasets):
   assert np.isclose(own.dev(params), shift.dev(params))  # evaluation: head 0
   with pytest.raises(ValueError, match="aux_heads"):
     _problem(datasets, "taskgen", model__aux_heads="shifted")
+
+
+def test_tasks_the_data_declares_sharing_the_main_head_train_through_it(datasets):
+  # Digits: aux_digit and aux_random are more labels of the main task (head 0).
+  _, _, p_own, params, stats = _problem(datasets)
+  _, _, p_data, _, _ = _problem(datasets, data="shared")
+  head_of = np.array(datasets["shared"].heads)
+  assert head_of.tolist() == [0, 0, 2, 3, 0] and p_data.spec.heads == tuple(head_of)
+  assert p_own.spec.heads == tuple(range(p_own.num_tasks))
+  shared = {**params, "heads": jax.tree.map(lambda h: h[head_of], params["heads"])}
+  own, dat = p_own.losses_at(stats, STEP), p_data.losses_at(stats, STEP)
+  np.testing.assert_allclose(dat.per_sample(params)[0], own.per_sample(shared)[0],
+                             rtol=1e-6)
+  # "shifted" overrides the data's heads, and methods then see task-specific heads.
+  _, _, p_shift, _, _ = _problem(datasets, data="shared", model__aux_heads="shifted")
+  assert p_shift.spec.heads is None
 
 
 def test_torch_default_matches_pytorchs_kaiming_uniform_statement():

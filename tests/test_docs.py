@@ -35,7 +35,7 @@ NEEDS = {
 }
 SHELL = {"bash", "sh", "shell", "console"}
 MARKER = re.compile(r"^<!--\s*(quick|needs:\s*([a-z, ]+?))\s*-->$")
-FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
+FENCE = re.compile(r"^```\s*([^\s`]*)")  # the language: the info string's first word
 # Things a quick command must never do (no network, no installs, no cluster).
 NOT_QUICK = re.compile(r"\b(pip|curl|wget|git clone|srun|sbatch|huggingface-cli)\b")
 WORKDIR = re.compile(r"(--(?:workdir|out)=)(\S+)")

@@ -3,7 +3,7 @@
 Navon et al., "Auxiliary Learning by Implicit Differentiation", ICLR 2021, §5.2: the
 SegNet-style multi-task network of MTAN, main task segmentation, model selection on
 the validation mIoU. Data: the MTAN-preprocessed NYUv2 in a user-given directory
-(layout in `aux_jax.data.nyuv2`; README "NYUv2"). Variants after ':':
+(layout in `aux_jax.data.nyuv2`; docs/experiments/auxilearn.md). Variants after ':':
 
     stl | equal | gcs                the baselines (main only, plain sum, gradient cosine)
     linear | nonlinear | conv        AuxiLearn's auxiliary networks (monotone), default

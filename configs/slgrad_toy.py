@@ -4,7 +4,7 @@ Two regression tasks y_t = |σ_t tanh((B + ε_t)·x)| on x ∈ R^250 (see
 `aux_jax.data.toy_regression`), 600/200/200 train/dev/test, task 0 the main task;
 optionally a fraction of every task's training targets replaced by the constant −0.5
 (the original's noise; ``noise_tasks="main", noise_kind="replace"``: our main-task
-N(0, s²) replacement, the setting of the README's noisy column). The
+N(0, s²) replacement, the setting of docs/experiments/slgrad.md's noisy column). The
 original's model and optimiser: a shared MLP 250→64→64→64 with one linear head per
 task, SGD lr 1e-2 momentum 0.9, batch 16; the main task's validation loss over the
 whole 200-example dev split every step (vub-dl/SLGrad ``Examples/run_experiments_toy.py``
@@ -38,7 +38,7 @@ from configs import common
 
 HIDDEN = (64, 64, 64)
 LR = 1e-2
-# The methods of the README's toy table (`experiments.compare` runs these by default).
+# The toy table's methods (docs/experiments/slgrad.md; `experiments.compare` runs them by default).
 VARIANTS = ("stl", "equal", "unif", "gcs", "auxl", "maoal", "pcgrad", "cagrad",
             "gradnorm", "olaux", "slgrad", "attittud")
 

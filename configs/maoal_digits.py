@@ -1,8 +1,10 @@
 """MAOAL on the embedded default: scikit-learn's handwritten digits as a multi-task problem.
 
 Main task: 10-way digits from 100 labelled images; auxiliary tasks with their own images:
-digits (helpful), parity and digit ≥ 5 (helpful, coarser), random labels (harmful).
-See `aux_jax.data.digits`. Runs in under a minute on a 2-core CPU.
+more digit labels from a careful annotator (helpful) and from one who guessed (random
+labels, harmful), both through the main task's classifier; parity and digit ≥ 5
+(helpful, coarser, their own heads). See `aux_jax.data.digits`. About a minute on a
+2-core CPU.
 
     python -m experiments.train --config=configs/maoal_digits.py --workdir=workdirs/digits
     python -m experiments.train --config=configs/maoal_digits.py:gcs --workdir=...
@@ -12,7 +14,9 @@ stl | equal | unif | gcs | auxl | maoal | pcgrad | cagrad | gradnorm | olaux | s
 attittud | taskgen; default maoal) and sets that method's own upper-level settings;
 ``maoal_<estimator>`` is MAOAL with another upper-level estimator
 (`configs.common.MAOAL_ESTIMATORS`: ``original`` — the paper's α = 1 series applied even
-when it grows —, ``convergent``, ``auto``, ``ridge``), and ``equal_helpful`` is `equal`
+when it grows —, ``convergent``, ``auto``, ``ridge``), ``auxl`` is AuxL's network with
+this config's upper level and ``auxl_original`` AuxL as the MAOAL paper runs it (SGD
+1e-3, α = 1e-4), and ``equal_helpful`` is `equal`
 without the harmful ``aux_random`` task (an oracle that knows which task hurts; the
 same split and labels, `aux_jax.data.digits`); ``fixed`` takes given weights
 (``--config.method.kwargs.weights="(1,1,1,0)"``). The original's estimator by hand::

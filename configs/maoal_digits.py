@@ -47,6 +47,8 @@ def get_config(method: str = "maoal") -> ml_collections.ConfigDict:
   c.data = common.data("digits", batch_size=32, dev_batch_size=50, crop_pad=1)
   # Which auxiliary tasks to load (None: all four), e.g. --config.data.kwargs.tasks=...
   c.data.kwargs.tasks = config_dict.placeholder(tuple)
+  # aux_digit and aux_random through the main head (False: every task its own head).
+  c.data.kwargs.share_main_head = True
   c.model = common.model("small_cnn")
   method = method or "maoal"
   if method == "equal_helpful":

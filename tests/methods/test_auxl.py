@@ -105,12 +105,25 @@ def test_bad_combinations_are_clear_errors():
 
 def test_hyper_wrt_option_and_maoal_configs_use_shared():
   """MAOAL's AuxL passes only the shared parameters to its meta optimizer and decays φ
-  by 5e-4; AuxiLearn's own trainers use all parameters."""
+  by 5e-4; AuxiLearn's own trainers use all parameters. On digits the main head is
+  shared too (aux_digit and aux_random train through it), and ``auxl`` takes the
+  config's upper level; ``auxl_original`` is AuxL as the MAOAL paper runs it."""
   from configs import maoal_cifar100_20, maoal_digits
   assert get_method("auxl", T).hyper_wrt == "all"
   assert get_method("auxl", T, hyper_wrt="shared").hyper_wrt == "shared"
+  assert get_method("auxl", T, hyper_wrt="main_head").hyper_wrt == "main_head"
   with pytest.raises(ValueError, match="hyper_wrt"):
     get_method("auxl", T, hyper_wrt="heads")
-  for mod in (maoal_cifar100_20, maoal_digits):
-    c = mod.get_config("auxl")
-    assert c.method.kwargs.hyper_wrt == "shared" and c.hyper.weight_decay == 5e-4
+  for name in ("auxl", "auxl_original"):
+    c = maoal_cifar100_20.get_config(name)
+    assert c.method.name == "auxl" and c.method.kwargs.hyper_wrt == "shared"
+    assert (c.hyper.optimizer, c.hyper.lr, c.hyper.weight_decay) == ("sgd", 1e-3, 5e-4)
+  original = maoal_digits.get_config("auxl_original")
+  assert original.method.kwargs.hyper_wrt == "main_head"
+  assert (original.hyper.optimizer, original.hyper.lr) == ("sgd", 1e-3)
+  assert original.hyper.solver_kwargs.neumann.step == 1e-4
+  ours, maoal = maoal_digits.get_config("auxl"), maoal_digits.get_config("maoal")
+  assert ours.method.kwargs.to_dict() == original.method.kwargs.to_dict()
+  assert ours.hyper.lr == maoal_digits.UPPER_LR["auxl"]
+  ours.hyper.lr = maoal.hyper.lr  # otherwise MAOAL's upper level
+  assert ours.hyper.to_dict() == maoal.hyper.to_dict()

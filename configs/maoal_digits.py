@@ -39,6 +39,9 @@ HELPFUL = ("aux_digit", "aux_parity", "aux_ge5")  # every auxiliary task but aux
 # MAOAL's own 0.01 moves a weight by at most 1.5 in the 150 upper steps of this run.
 UPPER_LR = {"maoal": 0.3, "auxl": 0.03}
 
+# The test metric the compare launcher tabulates (models are selected on the dev loss).
+REPORT = "accuracy"
+
 # The compare launcher's default rows (`experiments.compare --variants` overrides).
 VARIANTS = ("stl", "equal", "gcs", "auxl", "maoal")  # the README table
 

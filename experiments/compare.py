@@ -10,7 +10,8 @@
 
 The config file's ``get_config(variant)`` builds each variant's config (the argument
 after ':' of ``experiments.train``: a method, or a named variant); ``--variants``
-defaults to the file's ``VARIANTS``. Seed s sets ``config.seed = s``;
+defaults to the file's ``VARIANTS``, and the test metric tabulated to its ``REPORT``
+(else the selection metric's; ``--report`` overrides). Seed s sets ``config.seed = s``;
 ``--config.x.y=value`` overrides (validated against the file's default config, as in
 ``experiments.train``) apply to every variant. ``--variants=@NAME`` runs the tuple
 ``NAME`` of the config file (a hyper-parameter grid, e.g. AANG's ``@GRID``). ``--seeds``: one number N means seeds
@@ -79,6 +80,8 @@ def define_flags():
   flags.DEFINE_integer("task_index", 0, "This task's index in a job array (runs "
                        "task_index, task_index + num_tasks, ...).")
   flags.DEFINE_integer("num_tasks", 1, "Number of tasks of the job array.")
+  flags.DEFINE_string("report", None, "The test metric to tabulate, e.g. accuracy "
+                      "(default: the config file's REPORT, else the selection metric).")
   flags.DEFINE_bool("aggregate", False, "Only build the table, CIs and plot from the "
                     "finished run directories (after every task of an array).")
   flags.mark_flag_as_required("config")
@@ -136,12 +139,14 @@ def excluded_reason(run: dict, key: str) -> Optional[str]:
   return None
 
 
-def summarize(runs: list[dict]) -> dict:
+def summarize(runs: list[dict], report_metric: Optional[str] = None) -> dict:
   """Per variant (first-seen order): the test metric's mean, sample std (ddof=1; 0 for
   one seed), 95% CI half-width and values over seeds in display units; the dev
   metric's mean and std; the mean wall time. Runs that diverged or selected no model
   are left out of these and listed in ``excluded`` (``{seed: reason}``); a variant
-  without any other run has NaN statistics.
+  without any other run has NaN statistics. The test metric is the selection
+  metric's, or ``report_metric`` (e.g. ``"accuracy"`` of models selected on the dev
+  loss).
 
   Raises:
     ValueError: the runs were selected on different metrics.
@@ -150,7 +155,8 @@ def summarize(runs: list[dict]) -> dict:
   if len(selects) != 1:
     raise ValueError(f"runs selected on different dev metrics {selects}: one table "
                      "needs one metric")
-  spec = metric_spec(selects[0])
+  dev_spec = metric_spec(selects[0])
+  spec = metric_spec(report_metric) if report_metric else dev_spec
   rows = {}
   for variant in dict.fromkeys(r["variant"] for r in runs):
     all_rs = [r for r in runs if r["variant"] == variant]
@@ -159,8 +165,9 @@ def summarize(runs: list[dict]) -> dict:
                 if excluded_reason(r, spec["key"]) is not None}
     test = spec["scale"] * np.array([r[spec["key"]] for r in rs], np.float64)
     # A neg_ metric is selected as "higher is better": show the dev value positive.
-    sign = -1.0 if spec["lower_is_better"] else 1.0
-    dev = sign * spec["scale"] * np.array([r[spec["dev_key"]] for r in rs], np.float64)
+    sign = -1.0 if dev_spec["lower_is_better"] else 1.0
+    dev = sign * dev_spec["scale"] * np.array([r[dev_spec["dev_key"]] for r in rs],
+                                              np.float64)
     _, half = report.ci95(test) if len(rs) else (None, float("nan"))
     nan = float("nan")
     rows[variant] = {
@@ -175,28 +182,34 @@ def summarize(runs: list[dict]) -> dict:
   # a variant without a usable run is never the pick, nor one with an excluded
   # (diverged) run while some variant has all its runs (its mean would be over the
   # seeds that survived).
-  pick = min if spec["lower_is_better"] else max
+  pick = min if dev_spec["lower_is_better"] else max
   usable = [v for v in rows if not np.isnan(rows[v]["dev_mean"])]
   complete = [v for v in usable if not rows[v]["excluded"]]
   usable = complete or usable
   best = pick(usable, key=lambda v: rows[v]["dev_mean"]) if usable else None
-  return {"select": selects[0], **spec, "variants": rows, "best_on_dev": best}
+  return {"select": selects[0], **spec, "dev_key": dev_spec["dev_key"],
+          "dev_label": dev_spec["label"].replace("main-task test ", "dev "),
+          "dev_digits": dev_spec["digits"], "variants": rows, "best_on_dev": best}
 
 
 def table(summary: dict) -> str:
   """A Markdown table of `summarize`'s output."""
   rows, d = summary["variants"], summary["digits"]
-  lines = [f"| variant | {summary['label']}, mean ± std | 95% CI ± | dev (selection) | "
+  dd = summary.get("dev_digits", d)
+  dev_header = ("dev (selection)" if summary.get("dev_label", summary["label"])
+                == summary["label"].replace("main-task test ", "dev ")
+                else f"{summary['dev_label']} (selection)")
+  lines = [f"| variant | {summary['label']}, mean ± std | 95% CI ± | {dev_header} | "
            "seeds | excluded (diverged, no model) | wall time per run (s) |",
            "|---|---|---|---|---|---|---|"]
-  num = lambda mean, std: ("n/a" if np.isnan(mean) else f"{mean:.{d}f} ± {std:.{d}f}")
+  num = lambda mean, std, d=d: ("n/a" if np.isnan(mean) else f"{mean:.{d}f} ± {std:.{d}f}")
   for name, row in rows.items():
     ci = "n/a" if np.isnan(row["ci95"]) else f"{row['ci95']:.{d}f}"
     excluded = row.get("excluded", {})
     out = (", ".join(f"seed {s}: {why}" for s, why in excluded.items()) if excluded
            else "none")
     lines.append(f"| {name} | {num(row['mean'], row['std'])} | {ci} | "
-                 f"{num(row['dev_mean'], row['dev_std'])} | "
+                 f"{num(row['dev_mean'], row['dev_std'], dd)} | "
                  f"{len(row['values'])} | {out} | {row['wall_seconds']:.0f} |")
   if len(rows) > 1 and summary.get("best_on_dev"):
     lines += ["", f"Best mean dev score (the selection; test never selects): "
@@ -321,10 +334,11 @@ def run_share(runs: Sequence[tuple], task_index: int = 0, num_tasks: int = 1,
 
 def aggregate(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
               workdir: str, overrides: Optional[dict] = None,
-              steps: Optional[int] = None) -> dict:
+              steps: Optional[int] = None, report_metric: Optional[str] = None) -> dict:
   """The table, CIs and plot from the finished run directories of a comparison: writes
   ``compare.md``, ``compare.json`` and ``compare.png`` (the table's means as bars with
-  their 95% CIs) into ``workdir``; returns the payload.
+  their 95% CIs) into ``workdir``; returns the payload. The test metric tabulated:
+  ``report_metric``, else the config file's ``REPORT``, else the selection metric's.
 
   Raises:
     ValueError: some run is not finished (with this config): they are named.
@@ -337,7 +351,9 @@ def aggregate(config_path: str, variants: Optional[Sequence[str]], seeds: Sequen
                      f"{', '.join(os.path.basename(d) for d in missing)} (run their "
                      "tasks first)")
   records = [r for r, _ in records]
-  summary = summarize(records)
+  if report_metric is None:  # the config file's REPORT, else the selection metric
+    report_metric = getattr(load_config_module(config_path), "REPORT", None)
+  summary = summarize(records, report_metric or None)
   overrides = dict(overrides or {})
   from aux_jax import provenance
 
@@ -363,7 +379,8 @@ def aggregate(config_path: str, variants: Optional[Sequence[str]], seeds: Sequen
 
 def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence[int],
             workdir: str, overrides: Optional[dict] = None, steps: Optional[int] = None,
-            log_fn: Callable[[str], None] = print) -> dict:
+            log_fn: Callable[[str], None] = print,
+            report_metric: Optional[str] = None) -> dict:
   """Runs every (variant, seed), writes compare.md / compare.json / compare.png,
   returns the payload (`aggregate`).
 
@@ -376,13 +393,14 @@ def run_all(config_path: str, variants: Optional[Sequence[str]], seeds: Sequence
     overrides: ``{"dotted.field": value}`` set on every variant's config.
     steps: if set, ``optim.num_steps`` (and ``finetune.optim.num_steps``).
     log_fn: receives progress lines.
+    report_metric: the test metric tabulated (`aggregate`).
 
   Raises:
     ValueError: no variants given and the config file has no ``VARIANTS``.
   """
   _, runs = plan(config_path, variants, seeds, workdir, overrides, steps)
   run_share(runs, log_fn=log_fn)
-  return aggregate(config_path, variants, seeds, workdir, overrides, steps)
+  return aggregate(config_path, variants, seeds, workdir, overrides, steps, report_metric)
 
 
 def main(argv):
@@ -402,7 +420,7 @@ def main(argv):
   try:
     if FLAGS.aggregate:
       payload = aggregate(path, FLAGS.variants, seeds, FLAGS.workdir, overrides,
-                          FLAGS.steps)
+                          FLAGS.steps, FLAGS.report)
     elif FLAGS.num_tasks > 1:
       _, runs = plan(path, FLAGS.variants, seeds, FLAGS.workdir, overrides, FLAGS.steps)
       done = run_share(runs, FLAGS.task_index, FLAGS.num_tasks, log_fn=log)
@@ -411,7 +429,7 @@ def main(argv):
       return
     else:
       payload = run_all(path, FLAGS.variants, seeds, FLAGS.workdir, overrides,
-                        FLAGS.steps, log_fn=log)
+                        FLAGS.steps, log_fn=log, report_metric=FLAGS.report)
   except lock.WorkdirBusy as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

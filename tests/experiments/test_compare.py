@@ -116,6 +116,25 @@ def test_lower_is_better_metric_from_neg_select():
                          "best_dev_accuracy": 0.5, "wall_seconds": 1.0}])
 
 
+def test_report_another_test_metric_of_models_selected_on_the_dev_loss():
+  # The digits config selects on the dev loss and tabulates the test accuracy (REPORT).
+  runs = [{"variant": v, "select": "neg_loss", "test_accuracy": acc, "test_loss": loss,
+           "best_dev_neg_loss": -dev, "wall_seconds": 1.0}
+          for v, acc, loss, dev in (("a", 0.9, 0.3, 0.2), ("a", 0.8, 0.5, 0.4),
+                                    ("b", 0.95, 0.1, 0.5), ("b", 0.97, 0.1, 0.7))]
+  summary = C.summarize(runs, report_metric="accuracy")
+  assert summary["variants"]["a"]["mean"] == pytest.approx(85.0)
+  assert summary["variants"]["b"]["values"] == pytest.approx([95.0, 97.0])
+  # The selection stays the dev loss: a (0.3) beats b (0.6) though b tests higher.
+  assert summary["variants"]["a"]["dev_mean"] == pytest.approx(0.3)
+  assert summary["best_on_dev"] == "a"
+  lines = C.table(summary).splitlines()
+  assert "test accuracy (%)" in lines[0] and "dev loss (lower is better) (selection)" in lines[0]
+  assert lines[2].startswith("| a | 85.00 ± ") and "| 0.3000 ± " in lines[2]
+  plain = C.summarize(runs)  # default: the selection metric's test counterpart
+  assert plain["key"] == "test_loss" and plain["variants"]["a"]["mean"] == pytest.approx(0.4)
+
+
 def test_run_all_on_the_toy_config_then_reuse_from_the_command_line(tmp_path):
   workdir = str(tmp_path / "cmp")
   logs = []

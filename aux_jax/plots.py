@@ -50,18 +50,22 @@ def weights_over_training(records: Sequence[dict], path: str, *,
   fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1.6, 3.2),
                            sharey=True, squeeze=False, constrained_layout=True)
   colors = plt.get_cmap("tab10")
+  handles = {}  # task -> a line, for one legend of every task (a panel may lack some)
   for m, (ax, panel) in enumerate(zip(axes[0], panels)):
     for k, name in enumerate(task_names):
       if used is not None and not np.asarray(used)[k, m]:
         continue
-      ax.plot(steps, weights[:, k, m], color=colors(k % 10), label=name, lw=1.6)
+      handles[k], = ax.plot(steps, weights[:, k, m], color=colors(k % 10), label=name,
+                            lw=1.6)
     if best_step is not None:
       ax.axvline(best_step, color="0.4", ls=":", lw=1)
     ax.set_title(panel, fontsize=9)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
   axes[0][0].set_ylabel("learned weight")
-  axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
+  order = sorted(handles)
+  axes[0][-1].legend([handles[k] for k in order], [task_names[k] for k in order],
+                     fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5),
                      title="auxiliary task" + ("\n(dotted: selected step)"
                                                if best_step is not None else ""),
                      title_fontsize=7)

@@ -25,8 +25,9 @@ final low-learning-rate fine-tuning of the body and primary head (AdamW 1e-6, pa
 =False`` to skip it). The runner is ``two_phase`` over AANG's experiment: the workdir
 holds ``pretrain/`` (the search), ``finetune/`` and ``summary.json``.
 
-Defaults without ``_roberta``: the small byte-level encoder trained from scratch, sized
-for a CPU (the paper's learning rates are for a pretrained body).
+Defaults without ``_roberta``: the same RoBERTa module (`aux_jax.models.roberta`), small
+and trained from scratch over a byte-level ``tokenizer.json`` written in the workdir,
+sized for a CPU (the paper's learning rates are for a pretrained body).
 
 Hyper-parameter grid. The original chooses its meta learning rates (with the head lr
 and K) from a grid, ``partial_big`` (``hyper_search_configs.py:4-12``): auxlr âˆˆ {0.1,
@@ -34,7 +35,7 @@ and K) from a grid, ``partial_big`` (``hyper_search_configs.py:4-12``): auxlr âˆ
 variant with ``+`` suffixes, ``<variant>+aux<a>+bal<b>[+head<h>][+k<K>]`` (``aang.aux_lr``
 = auxlr, ``aang.balance_lr`` = soptlr, ``optim.head_lr`` = classflr,
 ``aang.num_sampled`` = nconf). ``GRID`` is the original's 16 points on RoBERTa,
-``META_GRID`` the 4 meta-lr points on the byte model; the compare launcher runs a grid
+``META_GRID`` the 4 meta-lr points on the from-scratch model; the compare launcher runs a grid
 and names the row of the best **dev** score (the original ranks by test, README.md:
 88-90; test is never used to select here):
 
@@ -96,9 +97,10 @@ def get_config(variant: str = "aang") -> ml_collections.ConfigDict:
       "eval_batch_size": 64,
       "max_len": 160,          # tokens per sequence (longer texts are truncated)
   })
-  c.model = common.model("byte_transformer", width=64, depth=2, num_heads=4, mlp_dim=128,
+  # From scratch: RoBERTa of width 64, 2 layers, 4 heads, MLP 128 (aang.model.fresh_net).
+  c.model = common.model("roberta", width=64, depth=2, num_heads=4, mlp_dim=128,
                          dropout=0.1)
-  c.model.pretrained = ""      # a Hugging Face RoBERTa directory; "" = byte encoder
+  c.model.pretrained = ""      # a Hugging Face RoBERTa directory; "" = from scratch
   c.model.classifier_dropout = 0.1
   c.model.tie_lm_decoders = False   # True: LM heads decode with the body's embedding
   c.method = common.method(method)

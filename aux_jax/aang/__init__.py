@@ -2,9 +2,8 @@
 
 Modules: `space` (the (I, T, R, O) space, validity, enumeration), `transforms` (T),
 `attention` (R), `objectives` (the loss of one objective), `weights` (factored logits,
-batch split, loss weights, meta-update), `transformer` (a small Flax encoder and
-heads), `model` (the body with one head per objective; byte encoder or RoBERTa),
-`tokenizer` (byte level), `data` (jsonl loader, macro-F1, a toy task), `step` (the
+batch split, loss weights, meta-update), `model` (the RoBERTa body of
+`aux_jax.models.roberta`, fresh or loaded, with one head per objective), `data` (jsonl loader, macro-F1, a toy task), `step` (the
 pure jitted steps), `experiment` (the one loop's experiment), `plots` (per-axis
 weights over training).
 """

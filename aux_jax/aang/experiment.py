@@ -13,10 +13,12 @@
   bidirectional, denoise), fixed weights;
 * ``stl``: the primary task alone (also the final fine-tuning stage).
 
-Data: ``config.data_dir`` holds train/dev/test.jsonl (`aux_jax.aang.data`). Model: the
-byte-level encoder from scratch (``model.kwargs``), or a Hugging Face RoBERTa directory
-with ``model.pretrained`` (its tokenizer, ``<mask>`` and specials; sequences truncated
-to ``data.max_len``, the count reported). Selection metric: dev macro-F1.
+Data: ``config.data_dir`` holds train/dev/test.jsonl (`aux_jax.aang.data`). Model: one
+encoder, `aux_jax.models.roberta`, and one tokenizer path, `aux_jax.models.hf_tokenizer`:
+from scratch, a small RoBERTa freshly initialised (sizes ``model.kwargs``) over the
+byte-level ``tokenizer.json`` written in the workdir; with ``model.pretrained``, a
+Hugging Face RoBERTa directory (its weights and ``tokenizer.json``). Sequences are
+truncated to ``data.max_len`` tokens, the count reported. Selection metric: dev macro-F1.
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ import numpy as np
 from aux_jax.aang import objectives, space as space_lib, step as step_lib, weights
 from aux_jax.aang.attention import padding_mask
 from aux_jax.aang.data import load_jsonl_dir, macro_f1
-from aux_jax.aang.model import AangNet, byte_net, roberta_net
-from aux_jax.aang.tokenizer import ByteTokenizer
-from aux_jax.aang.transformer import EncoderConfig
+from aux_jax.aang.model import AangNet, fresh_net, pretrained_net
+from aux_jax.models.hf_tokenizer import HFTokenizer, write_byte_level
 from aux_jax.train import nonfinite
 
 METHODS = ("aang", "static_mt", "tapt", "stl")
@@ -64,29 +65,35 @@ class Experiment(NamedTuple):
   data: step_lib.Data
 
 
-def _tokenize(tokenizer, texts, max_len: int) -> tuple[np.ndarray, int]:
-  """Ids i32[N, max_len] and the number of truncated texts."""
-  if hasattr(tokenizer, "special_ids"):  # HFTokenizer
-    return tokenizer.encode_batch(list(texts), max_len, return_num_truncated=True)
-  ids = tokenizer.encode_batch(list(texts), max_len)
-  return ids, sum(len(t.encode("utf-8")) > max_len - 2 for t in texts)
+def build_net(config: ml_collections.ConfigDict, num_classes: int,
+              workdir: Optional[str] = None) -> tuple[AangNet, HFTokenizer, int]:
+  """``(net, tokenizer, max_len)`` of ``config.model``: the same RoBERTa module, fresh or
+  loaded (module docstring).
 
-
-def build_net(config: ml_collections.ConfigDict, num_classes: int):
-  """``(net, tokenizer, max_len)`` of ``config.model`` (byte encoder or pretrained)."""
+  From scratch the byte-level ``tokenizer.json`` is written to ``workdir`` (kept if
+  present) and read back, as a checkpoint's is; without a workdir, to a temporary
+  directory.
+  """
   m = config.model
   max_len = int(config.data.max_len)
   if m.get("pretrained", ""):
     from aux_jax.models.roberta import load_pretrained  # pylint: disable=g-import-not-at-top
     probe = load_pretrained(m.pretrained, num_classes=num_classes, dtype=m.dtype)
-    max_len = min(max_len, probe.max_len)
-    net = roberta_net(probe, num_classes, m.classifier_dropout, m.tie_lm_decoders)
-    return net, probe.tokenizer, max_len
-  tok = ByteTokenizer()
+    net = pretrained_net(probe._replace(max_len=min(max_len, probe.max_len)), num_classes,
+                         m.classifier_dropout, m.tie_lm_decoders)
+    return net, probe.tokenizer, net.max_len
+  if workdir is None:
+    import tempfile  # pylint: disable=g-import-not-at-top
+    with tempfile.TemporaryDirectory() as tmp:
+      tok = HFTokenizer.from_file(write_byte_level(os.path.join(tmp, "tokenizer.json")))
+  else:
+    tok = HFTokenizer.from_file(write_byte_level(os.path.join(workdir, "tokenizer.json")))
   k = m.kwargs
-  enc = EncoderConfig(tok.vocab_size, max_len, k.width, k.depth, k.num_heads, k.mlp_dim,
-                      k.dropout)
-  return byte_net(enc, num_classes, m.classifier_dropout, m.tie_lm_decoders), tok, max_len
+  net = fresh_net(tok, max_len, num_classes, width=k.width, depth=k.depth,
+                  num_heads=k.num_heads, mlp_dim=k.mlp_dim, dropout=k.dropout,
+                  dtype=m.get("dtype", "float32"), classifier_dropout=m.classifier_dropout,
+                  tie_lm_decoders=m.tie_lm_decoders)
+  return net, tok, max_len
 
 
 def hyper_from_config(config: ml_collections.ConfigDict) -> step_lib.Hyper:
@@ -125,8 +132,10 @@ def axis_history(records: list, space: space_lib.SearchSpace, use_all: bool) -> 
   return out
 
 
-def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
-  """The AANG experiment of ``config`` (module docstring), with its data loaded.
+def experiment_from_config(config: ml_collections.ConfigDict,
+                           workdir: Optional[str] = None) -> Experiment:
+  """The AANG experiment of ``config`` (module docstring), with its data loaded;
+  ``workdir`` receives the from-scratch ``tokenizer.json``.
 
   Raises:
     ValueError: no ``data_dir``, an unknown method or space.
@@ -138,12 +147,12 @@ def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
     raise ValueError("set config.data_dir (--config.data_dir) to a directory with "
                      "train/dev/test.jsonl")
   task = load_jsonl_dir(config.data_dir)
-  net, tokenizer, max_len = build_net(config, task.num_classes)
+  net, tokenizer, max_len = build_net(config, task.num_classes, workdir)
   spec = objectives.token_spec(tokenizer, float(config.aang.mask_rate))
   encoded, truncated = {}, {}
   for split in ("train", "dev", "test"):
-    encoded[split], truncated[split] = _tokenize(tokenizer, getattr(task, split).texts,
-                                                 max_len)
+    encoded[split], truncated[split] = tokenizer.encode_batch(
+        getattr(task, split).texts, max_len, return_num_truncated=True)
   if any(truncated.values()):
     print(f"[aang] texts truncated to {max_len} tokens: {truncated}")
   data = step_lib.Data(jnp.asarray(encoded["train"]), jnp.asarray(task.train.labels),
@@ -231,7 +240,7 @@ def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
   info = {"task_names": ["primary"], "label_names": list(task.label_names),
           "objective_names": space.names() if method != "stl" else [],
           "max_len": max_len, "num_truncated": truncated,
-          "model": config.model.get("pretrained", "") or "byte_transformer"}
+          "model": config.model.get("pretrained", "") or "roberta (from scratch)"}
   return Experiment(
       name=method, select="macro_f1", init=init,
       lower_step=lambda state: lower_jit(state, data),

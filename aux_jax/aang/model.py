@@ -1,4 +1,4 @@
-"""AANG's network: a shared body and one output head per objective.
+"""AANG's network: a shared RoBERTa body and one output head per objective.
 
 As in the original (``setup_heads``, ``modelling.py:262-298``, ldery/
 Automating-Auxiliary-Learning @ f876fe2), every objective has its own head and none is
@@ -6,15 +6,18 @@ shared with the primary task:
 
 * the primary classifier (tanh hidden layer) on the ``<s>`` state;
 * one LM head per *denoise* objective of the space (16 in ``citation.supervised``):
-  ``LN(gelu(W h + b)) E^T + c``. For a pretrained body each starts as a copy of the
-  checkpoint's MLM head, decoder included (the original copies it, so the decoders are
-  not tied); from scratch each is freshly initialised. ``tie_lm_decoders=True`` decodes
-  every LM head with the body's word embedding instead (16 RoBERTa-base decoders are
-  16 × 38.6 M parameters plus their AdamW moments);
+  `aux_jax.models.roberta.RobertaLMHead`, ``LN(gelu(W h + b)) E^T + c``. For a
+  pretrained body each starts as a copy of the checkpoint's MLM head, decoder included
+  (the original copies it, so the decoders are not tied); from scratch each is freshly
+  initialised. ``tie_lm_decoders=True`` decodes every LM head with the body's word
+  embedding instead (16 RoBERTa-base decoders are 16 × 38.6 M parameters plus their
+  AdamW moments);
 * one classifier (ReLU hidden layer) per *supervised* auxiliary objective (8).
 
-The body is either the small byte-level `transformer.Encoder` (from scratch, the CPU
-default) or a pretrained RoBERTa (`aux_jax.models.roberta.load_pretrained`).
+The body is always `aux_jax.models.roberta.RobertaEncoder`: a checkpoint's
+(`aux_jax.models.roberta.load_pretrained`, `AangNet` with ``pretrained``) or a small
+freshly initialised one (the CPU default, `AangNet` without). AANG's attention masks
+(`aux_jax.aang.attention`) are data to it.
 
 Parameters of the AANG state::
 
@@ -34,36 +37,63 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aux_jax.aang.transformer import ClassifierHead, Encoder, EncoderConfig, LMHead
+from aux_jax.models.roberta import Roberta, RobertaConfig
 
 # Hidden activations of the classifier heads (``modelling.py:295, 333``): the primary
 # (and dev) heads tanh, the auxiliary supervised heads ReLU.
 PRIMARY_ACTIVATION = "tanh"
 AUX_ACTIVATION = "relu"
+# Path of the word embedding f32[V, D] in RobertaEncoder's params.
+EMBEDDING_PATH = ("embeddings", "word_embeddings", "embedding")
+
+
+class ClassifierHead(nn.Module):
+  """Class logits f32[B, K] from the ``<s>`` state f32[B, D].
+
+  ``dropout → Dense(hidden) → activation → dropout → Dense(K)``: the original's
+  classifier (allennlp's one-layer feed-forward; tanh for the primary and dev heads,
+  ReLU for the auxiliary supervised heads, ``modelling.py:291-295, 333-344``).
+  """
+
+  num_classes: int
+  hidden: int
+  dropout: float = 0.1
+  activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, cls_state, deterministic: bool = True):
+    act = {"tanh": jnp.tanh, "relu": nn.relu}[self.activation]
+    x = nn.Dropout(self.dropout)(cls_state, deterministic=deterministic)
+    x = act(nn.Dense(self.hidden)(x))
+    x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    return nn.Dense(self.num_classes)(x).astype(jnp.float32)
 
 
 class AangNet:
-  """A body with AANG's heads, as pure functions over params trees.
+  """A RoBERTa body with AANG's heads, as pure functions over params trees.
 
   Attributes:
-    encoder: a linen module ``(tokens i32[B, L], mask bool[B, L, L], deterministic) ->
-      states [B, L, D]``.
-    lm_module: a linen module ``(states, decoder f32[V, D]) -> f32[B, L, V]``.
-    embedding_path: path of the word embedding f32[V, D] in the encoder's params.
+    model: the `Roberta` model object (its config, dtype).
+    encoder: ``model.encoder``, ``(tokens i32[B, L], mask bool[B, L, L],
+      deterministic) -> states [B, L, D]``.
+    lm_module: ``model.lm_head``, ``(states, decoder f32[V, D]) -> f32[B, L, V]``.
     width, max_len, vocab_size: D, the longest sequence, V.
     num_classes: classes of the primary task (and of its supervised objectives).
     classifier_dropout: dropout of every classifier head.
     tie_lm_decoders: decode with the body's embedding (module docstring).
-    pretrained: ``{"encoder", "lm_head"}`` arrays of a checkpoint, or None.
+    pretrained: ``{"encoder", "lm_head"}`` arrays of a checkpoint, or None (fresh).
   """
 
-  def __init__(self, encoder: nn.Module, lm_module: nn.Module, embedding_path,
-               width: int, max_len: int, vocab_size: int, num_classes: int,
+  def __init__(self, model: Roberta, max_len: int, num_classes: int,
                classifier_dropout: float = 0.1, tie_lm_decoders: bool = False,
                pretrained: Optional[dict] = None):
-    self.encoder, self.lm_module = encoder, lm_module
-    self.embedding_path = tuple(embedding_path)
-    self.width, self.max_len, self.vocab_size = width, max_len, vocab_size
+    if not 2 <= max_len <= model.max_len:
+      raise ValueError(f"max_len={max_len} must be in [2, {model.max_len}] for this "
+                       "encoder.")
+    self.model = model
+    self.encoder, self.lm_module = model.encoder, model.lm_head
+    self.width, self.max_len = model.width, max_len
+    self.vocab_size = model.config.vocab_size
     self.num_classes = num_classes
     self.classifier_dropout = classifier_dropout
     self.tie_lm_decoders = tie_lm_decoders
@@ -86,7 +116,7 @@ class AangNet:
 
   def embedding(self, encoder) -> jax.Array:
     node = encoder
-    for p in self.embedding_path:
+    for p in EMBEDDING_PATH:
       node = node[p]
     return node
 
@@ -140,23 +170,28 @@ class AangNet:
     return params
 
 
-def byte_net(config: EncoderConfig, num_classes: int, classifier_dropout: float = 0.1,
-             tie_lm_decoders: bool = False) -> AangNet:
-  """The small byte-level encoder, trained from scratch."""
-  return AangNet(Encoder(config), LMHead(config), ("embed", "embedding"), config.width,
-                 config.max_len, config.vocab_size, num_classes, classifier_dropout,
-                 tie_lm_decoders)
+def fresh_net(tokenizer, max_len: int, num_classes: int, *, width: int, depth: int,
+              num_heads: int, mlp_dim: int, dropout: float, dtype="float32",
+              classifier_dropout: float = 0.1, tie_lm_decoders: bool = False) -> AangNet:
+  """A small RoBERTa initialised from scratch over ``tokenizer``'s ids (`HFTokenizer`).
+
+  The position table has ``max_len`` rows after RoBERTa's ``pad_id + 1`` offset.
+  """
+  config = RobertaConfig(
+      vocab_size=tokenizer.vocab_size, hidden_size=width, num_hidden_layers=depth,
+      num_attention_heads=num_heads, intermediate_size=mlp_dim,
+      max_position_embeddings=max_len + tokenizer.pad_id + 1,
+      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+      pad_token_id=tokenizer.pad_id)
+  return AangNet(Roberta(config, num_classes, jnp.dtype(dtype)), max_len, num_classes,
+                 classifier_dropout, tie_lm_decoders)
 
 
-def roberta_net(pretrained, num_classes: int, classifier_dropout: float = 0.1,
-                tie_lm_decoders: bool = False) -> AangNet:
-  """A RoBERTa body from `aux_jax.models.roberta.load_pretrained`'s result."""
-  from aux_jax.models.roberta import RobertaLMHead  # pylint: disable=g-import-not-at-top
-  model, params = pretrained.model, pretrained.params
+def pretrained_net(pretrained, num_classes: int, classifier_dropout: float = 0.1,
+                   tie_lm_decoders: bool = False) -> AangNet:
+  """The RoBERTa of `aux_jax.models.roberta.load_pretrained`'s result, its weights loaded."""
   host = lambda t: jax.tree.map(np.asarray, t)
-  return AangNet(model.encoder, RobertaLMHead(model.config, model.dtype),
-                 ("embeddings", "word_embeddings", "embedding"), model.width,
-                 pretrained.max_len, model.config.vocab_size, num_classes,
-                 classifier_dropout, tie_lm_decoders,
-                 pretrained={"encoder": host(params["encoder"]),
-                             "lm_head": host(params["lm_head"])})
+  return AangNet(pretrained.model, pretrained.max_len, num_classes, classifier_dropout,
+                 tie_lm_decoders,
+                 pretrained={"encoder": host(pretrained.params["encoder"]),
+                             "lm_head": host(pretrained.params["lm_head"])})

@@ -62,14 +62,10 @@ class TokenSpec(NamedTuple):
 
 
 def token_spec(tokenizer, rate: float = 0.15) -> TokenSpec:
-  """The `TokenSpec` of a `ByteTokenizer` or an `HFTokenizer`."""
-  special = getattr(tokenizer, "special_ids", None)
-  if special is None:  # byte tokenizer: every id below the first byte id
-    special = range(tokenizer.first_regular_id)
-  high = getattr(tokenizer, "end_regular_id", tokenizer.vocab_size)
+  """The `TokenSpec` of an `aux_jax.models.hf_tokenizer.HFTokenizer`."""
   return TokenSpec(int(tokenizer.pad_id), int(tokenizer.mask_id),
-                   tuple(int(i) for i in special), int(tokenizer.first_regular_id),
-                   int(high), rate)
+                   tuple(int(i) for i in tokenizer.special_ids),
+                   int(tokenizer.first_regular_id), int(tokenizer.end_regular_id), rate)
 
 
 class ObjectiveBatch(NamedTuple):

@@ -61,7 +61,7 @@ def corrupt(
     vocab_size: end of the range of random tokens.
     rate: selection probability of each regular token.
     special_ids: ids never selected (a sequence of ints); None: every id below
-      ``first_regular_id`` (the byte tokenizer's layout).
+      ``first_regular_id`` (a layout with every special below the regular ids).
 
   Returns:
     ``(corrupted, selected)``: i32[..., L] the new ids and bool[..., L] the selected

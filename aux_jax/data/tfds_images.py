@@ -1,6 +1,6 @@
 """Single-task image classification from TFDS (CIFAR-10, Oxford-IIIT Pet) as MultiTaskData.
 
-Auxiliary-task *generation* (AuxiLearn, Navon et al., ICLR 2021; `aux_jax.taskgen`)
+Auxiliary-task *generation* (AuxiLearn, Navon et al., ICLR 2021; `aux_jax.models.labeler`)
 needs only the main task: the auxiliary labels are invented by a labeler network.
 These loaders therefore return a `MultiTaskData` with `T = 1` (task 0 = the main
 classification task):

@@ -2,8 +2,8 @@
 
 Navon et al., "Auxiliary Learning by Implicit Differentiation", ICLR 2021 ("learning
 a novel auxiliary task"). No auxiliary labels are given: a labeler g_φ
-(`aux_jax.taskgen.Labeler`) assigns every training image x of main class y a
-distribution q_φ(x, y) over the k sub-classes of y (`aux_jax.taskgen.masked_softmax`).
+(`aux_jax.models.labeler.Labeler`) assigns every training image x of main class y a
+distribution q_φ(x, y) over the k sub-classes of y (`aux_jax.models.labeler.masked_softmax`).
 The data carry a second task of kind "soft_classification" with C·k outputs
 (`aux_jax.data.shared_input.with_subclass_task`); this method replaces its targets by
 q_φ on every batch. With per-sample losses ℓ_m (main) and ℓ_a (generated labels) —
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from aux_jax.auxnets import LinearAuxNet, monotone_projection
 from aux_jax.methods.base import Method, MethodState, TaskSpec, task_metrics
 from aux_jax.models.resnet import BatchStatsResNet18, load_torchvision_weights
-from aux_jax.taskgen import Labeler
+from aux_jax.models.labeler import Labeler
 
 COMBINERS = ("fixed", "linear_skip")
 

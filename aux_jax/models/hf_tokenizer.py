@@ -1,4 +1,15 @@
-"""A Hugging Face ``tokenizer.json`` behind the interface of `aang.tokenizer.ByteTokenizer`.
+"""The one tokenizer path: a Hugging Face ``tokenizer.json`` read by `HFTokenizer`.
+
+Both AANG settings read their tokenizer here: a checkpoint's ``tokenizer.json`` (RoBERTa's
+byte-level BPE), or, from scratch, the byte-level file `write_byte_level` saves in the
+workdir (`byte_level_tokenizer`): the ``tokenizers`` library's byte-level pre-tokenizer
+and decoder over a BPE model with no merges, so every UTF-8 byte is one token::
+
+    0 <s>   1 <pad>   2 </s>   3 <unk>   4 + b  for each byte b in 0..255   260 <mask>
+
+RoBERTa's special layout, so both settings share one code path. It is a fixed function
+of nothing (no training text, nothing downloaded): the same ids on every machine, no
+out-of-vocabulary text, and a model's embedding size (261) never depends on the data.
 
 Sequences are laid out as ``<s> t_1 .. t_n </s> <pad> ...`` (RoBERTa's single-sentence
 format), built here rather than by the file's post-processor, so the truncation of the
@@ -6,16 +17,18 @@ body to ``max_len - 2`` tokens is counted.
 
 Special ids: RoBERTa's are ``<s>=0, <pad>=1, </s>=2, <unk>=3`` and ``<mask>`` is the
 *last* id (50264 in roberta-base), so "special" is not one comparison ``ids <
-first_regular_id`` as for the byte tokenizer. The wrapper gives both views:
+first_regular_id``. The wrapper gives both views:
 
 * ``special_ids`` (the file's added tokens marked special) and ``is_special(ids)``;
 * ``first_regular_id`` and ``end_regular_id``: ``[first_regular_id, end_regular_id)`` is
   the largest block of regular ids after the leading specials (``[4, 50264)`` for
-  roberta-base), the range to draw random replacement tokens from.
+  roberta-base, ``[4, 260)`` for the byte level), the range to draw random
+  replacement tokens from.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import jax
@@ -108,3 +121,61 @@ class HFTokenizer:
     drop = {self.cls_id, self.sep_id, self.pad_id}
     keep = [i for i in np.asarray(ids).tolist() if i not in drop]
     return self._tok.decode(keep, skip_special_tokens=False)
+
+
+# RoBERTa's special tokens, in id order, then <mask> after the 256 bytes.
+BYTE_LEVEL_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+BYTE_LEVEL_MASK = "<mask>"
+
+
+def _byte_symbols() -> list[str]:
+  """The character that stands for each byte b in a byte-level vocabulary (list[256]).
+
+  The convention of the ``tokenizers`` ByteLevel pre-tokenizer (GPT-2's): printable
+  Latin-1 bytes stand for themselves, the other bytes (controls, space, 0x7F-0xA0,
+  0xAD) for code points 256, 257, ... in byte order.
+  """
+  printable = [b for b in range(256)
+               if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+  out, extra = {}, 0
+  for b in range(256):
+    if b in printable:
+      out[b] = chr(b)
+    else:
+      out[b] = chr(256 + extra)
+      extra += 1
+  return [out[b] for b in range(256)]
+
+
+def byte_level_tokenizer():
+  """The from-scratch ``tokenizers.Tokenizer``: one token per UTF-8 byte (module docstring)."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
+
+  vocab = {t: i for i, t in enumerate(BYTE_LEVEL_SPECIALS)}
+  first = len(vocab)
+  vocab.update({c: first + b for b, c in enumerate(_byte_symbols())})
+  vocab[BYTE_LEVEL_MASK] = len(vocab)
+  tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+  # No prefix space and no word split: the ids are exactly the text's bytes.
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+  tok.decoder = decoders.ByteLevel()
+  # The specials are vocabulary entries, not added tokens: a text that spells "<mask>"
+  # is its six bytes, never the MASK id.
+  return tok
+
+
+def write_byte_level(path: str) -> str:
+  """Saves `byte_level_tokenizer` as ``path`` (a ``tokenizer.json``) unless it exists.
+
+  An existing file is kept (a resumed run reads the file its checkpoint was trained
+  with). Written to a temporary name then renamed, so a reader never sees half a file.
+
+  Returns:
+    ``path``.
+  """
+  if not os.path.exists(path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    byte_level_tokenizer().save(tmp)
+    os.replace(tmp, path)
+  return path

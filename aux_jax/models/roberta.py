@@ -21,17 +21,19 @@ Heads:
 * MLM (``RobertaLMHead``): ``logits = LN(gelu(W h + b)) E^T + c`` with ``E`` the word
   embeddings (tied) and ``c`` its own bias. It predicts the token *at* each position, so
   the ``query_pos`` argument of the AANG interface is ignored by default; with
-  ``query_embedding=True`` a zero-initialised query-position table (as in
-  `aang.transformer.LMHead`) is added to the states, which leaves the pretrained head
-  exact at load and lets ordered (L2R, R2L, random-factorised) objectives learn which
+  ``query_embedding=True`` a zero-initialised query-position table is added to the
+  states, which leaves the pretrained head exact at load and lets ordered (L2R, R2L, random-factorised) objectives learn which
   position to predict.
 * classification (``RobertaClassificationHead``): ``W_2 tanh(W_1 h_<s> + b_1) + b_2``
   on the ``<s>`` state, with dropout before each dense layer; always freshly initialised.
 
 `Roberta` bundles them (``init``, ``encode``, ``lm_logits``, ``classify``; params
-``{"encoder", "lm_head", "cls_head"}``); AANG uses its encoder and MLM head through
-`aux_jax.aang.model.roberta_net` (one head per objective). `load_pretrained` reads ``config.json``, ``model.safetensors`` and
-``tokenizer.json`` with an explicit table of tensor names (`checkpoint_names`).
+``{"encoder", "lm_head", "cls_head"}``). This is the library's one Transformer encoder:
+AANG uses its encoder and MLM head (one head per objective, `aux_jax.aang.model`), loaded
+from a checkpoint or, from scratch, a small freshly initialised config
+(`aux_jax.aang.model.fresh_net`). `load_pretrained` reads ``config.json``,
+``model.safetensors`` and ``tokenizer.json`` with an explicit table of tensor names
+(`checkpoint_names`).
 """
 
 from __future__ import annotations
@@ -273,7 +275,7 @@ class RobertaLMHead(nn.Module):
     dtype: compute dtype.
     query_embedding: add a learned query-position table ``Q[query_pos]`` (f32[max_len,
       D], initialised to zero, so the pretrained head is unchanged at load) to the states
-      first, as in `aang.transformer.LMHead`; otherwise ``query_pos`` is ignored.
+      first; otherwise ``query_pos`` is ignored.
   """
 
   config: RobertaConfig

@@ -357,6 +357,9 @@ def load_data(config: ml_collections.ConfigDict):
   return data
 
 
-def experiment_from_config(config: ml_collections.ConfigDict) -> Experiment:
-  """`build_experiment` on the data of ``config`` (`load_data`)."""
+def experiment_from_config(config: ml_collections.ConfigDict,
+                           workdir: str | None = None) -> Experiment:
+  """`build_experiment` on the data of ``config`` (`load_data`); writes nothing in
+  ``workdir``."""
+  del workdir
   return build_experiment(config, load_data(config))

@@ -99,7 +99,7 @@ from aux_jax.train import nonfinite, writers
 
 PyTree = Any
 
-# config.runner -> "module:function" building the experiment, ``config -> Experiment``.
+# config.runner -> "module:function" building the experiment, ``(config, workdir) -> Experiment``.
 EXPERIMENTS = {
     "train": "aux_jax.train.experiment:experiment_from_config",
     "aang": "aux_jax.aang.experiment:experiment_from_config",
@@ -234,11 +234,13 @@ class LoopState(NamedTuple):
   test_max_step: jax.Array
 
 
-def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+def build_experiment(config: ml_collections.ConfigDict,
+                     workdir: str | None = None) -> Experiment:
   """The experiment of ``config`` by its ``runner`` field (`EXPERIMENTS`; default
-  "train"), with its data loaded."""
+  "train"), with its data loaded; ``workdir`` is the run's (files it writes, e.g.
+  AANG's from-scratch ``tokenizer.json``)."""
   runner = config.get("runner", "train")
-  return registry.lookup(EXPERIMENTS, runner, "runner for the loop")(config)
+  return registry.lookup(EXPERIMENTS, runner, "runner for the loop")(config, workdir)
 
 
 def _failpoint_matches(name: str, step: int, workdir: str) -> bool:
@@ -450,7 +452,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Args:
     config: an experiment config (see `configs/`).
     workdir: output directory; an existing one with checkpoints is resumed.
-    experiment: a prebuilt experiment (tests); `build_experiment(config)` if None.
+    experiment: a prebuilt experiment (tests); `build_experiment(config, workdir)` if None.
     progress: receives one progress line per evaluation, and warnings.
 
   Returns:
@@ -470,7 +472,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump({**json.loads(config.to_json_best_effort()), "provenance": run_info},
                 f, indent=2, sort_keys=True)
-  exp = build_experiment(config) if experiment is None else experiment
+  exp = build_experiment(config, workdir) if experiment is None else experiment
   tcfg = config.train
   num_steps = int(config.optim.num_steps)
   select = tcfg.get("select", "") or exp.select

@@ -10,14 +10,16 @@ import pytest
 from aux_jax.aang import attention as A
 from aux_jax.aang import objectives as O
 from aux_jax.aang.space import OUTPUTS, REPRESENTATIONS, TRANSFORMS
-from aux_jax.aang.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, ByteTokenizer
+from aux_jax.models.hf_tokenizer import HFTokenizer, byte_level_tokenizer
 
+TOK = HFTokenizer(byte_level_tokenizer())   # the from-scratch tokenizer
+CLS_ID, MASK_ID, PAD_ID, SEP_ID = TOK.cls_id, TOK.mask_id, TOK.pad_id, TOK.sep_id
 KEY = jax.random.key(0)
 # [CLS a b c d e SEP PAD PAD]: 7 real tokens, 2 pads.
 SEQ = np.array([CLS_ID, 10, 11, 12, 13, 14, SEP_ID, PAD_ID, PAD_ID], np.int32)
 VALID = SEQ != PAD_ID
 L = len(SEQ)
-SPEC = O.token_spec(ByteTokenizer())
+SPEC = O.token_spec(TOK)
 DENOISE = OUTPUTS.index("denoise")
 
 

@@ -7,7 +7,6 @@ import pytest
 from sklearn.metrics import f1_score
 
 from aux_jax.aang.data import keyword_data, load_jsonl_dir, macro_f1
-from aux_jax.aang.tokenizer import CLS_ID, FIRST_BYTE_ID, PAD_ID, SEP_ID, ByteTokenizer
 
 
 def write_split(path, rows):
@@ -61,18 +60,6 @@ def test_macro_f1_matches_sklearn():
         f1_score(y, p, average="macro", labels=list(range(6)), zero_division=0))
   # Hand-computed: classes 0 (tp 1, fp 0, fn 1 -> 2/3) and 1 (tp 1, fp 1, fn 0 -> 2/3).
   assert macro_f1([0, 0, 1], [0, 1, 1]) == pytest.approx(2 / 3)
-
-
-def test_byte_tokenizer():
-  tok = ByteTokenizer()
-  ids = tok.encode("hé", 6)
-  np.testing.assert_array_equal(ids, [CLS_ID, ord("h") + FIRST_BYTE_ID, 0xC3 + FIRST_BYTE_ID,
-                                      0xA9 + FIRST_BYTE_ID, SEP_ID, PAD_ID])
-  assert tok.decode(ids) == "hé"
-  assert tok.encode("abcdef", 4).tolist() == [CLS_ID, 97 + 4, 98 + 4, SEP_ID]
-  assert tok.encode_batch(["a", "bb"], 5).shape == (2, 5)
-  with pytest.raises(ValueError, match="max_len"):
-    tok.encode("a", 1)
 
 
 def test_keyword_data_deterministic():

@@ -12,15 +12,16 @@ from aux_jax.aang import objectives as O
 from aux_jax.aang import step as S
 from aux_jax.aang import weights as W
 from aux_jax.aang.experiment import experiment_from_config, hyper_from_config
-from aux_jax.aang.model import byte_net
+from aux_jax.aang.model import fresh_net
 from aux_jax.aang.space import get_space
-from aux_jax.aang.tokenizer import ByteTokenizer
-from aux_jax.aang.transformer import EncoderConfig
+from aux_jax.models.hf_tokenizer import HFTokenizer, byte_level_tokenizer
 from aux_jax.train import nonfinite
 from configs import aang_citation_intent
 
-SPEC = O.token_spec(ByteTokenizer())
-NET = byte_net(EncoderConfig(260, 16, 8, 1, 2, 16, 0.0), num_classes=3)
+TOK = HFTokenizer(byte_level_tokenizer())   # the from-scratch tokenizer (<s>=0, <pad>=1, </s>=2)
+SPEC = O.token_spec(TOK)
+SIZES = dict(width=8, depth=1, num_heads=2, mlp_dim=16, dropout=0.0)
+NET = fresh_net(TOK, 16, 3, **SIZES)
 
 
 def test_every_objective_has_its_own_head_none_shared_with_the_primary():
@@ -38,7 +39,7 @@ def test_every_objective_has_its_own_head_none_shared_with_the_primary():
   del space
 
   # The gradient of objective c's loss reaches the body and head c only.
-  tokens = jnp.asarray(np.tile([1, 10, 11, 12, 13, 14, 15, 16, 17, 2, 0, 0], (8, 1)))
+  tokens = jnp.asarray(np.tile([0, 10, 11, 12, 13, 14, 15, 16, 17, 2, 1, 1], (8, 1)))
   labels, rows = jnp.zeros((8,), jnp.int32), jnp.ones((8,))
 
   def loss(p, c, output):
@@ -64,7 +65,7 @@ def test_auxiliary_supervised_head_is_a_relu_mlp():
   """The 8 supervised heads apply ReLU (modelling.py:295), as a NumPy MLP computes."""
   params = jax.jit(NET.init, static_argnums=(1, 2))(jax.random.key(0), 16, 8)
   head = jax.tree.map(lambda x: np.asarray(x[3], np.float64), params["aux_heads"])
-  tokens = jnp.asarray(np.tile([1, 10, 11, 12, 13, 2, 0, 0], (4, 1)))
+  tokens = jnp.asarray(np.tile([0, 10, 11, 12, 13, 2, 1, 1], (4, 1)))
   labels, rows = jnp.asarray([0, 1, 2, 1]), jnp.asarray([1.0, 1.0, 0.0, 1.0])
   key = jax.random.key(2)
   loss, n = O.objective_loss(NET, params["encoder"], None, jax.tree.map(jnp.asarray, head),
@@ -87,7 +88,7 @@ def test_auxiliary_supervised_head_is_a_relu_mlp():
 
 
 def test_tied_decoders_option():
-  net = byte_net(EncoderConfig(260, 16, 8, 1, 2, 16, 0.0), 3, tie_lm_decoders=True)
+  net = fresh_net(TOK, 16, 3, tie_lm_decoders=True, **SIZES)
   params = jax.eval_shape(lambda k: net.init(k, 4, 0), jax.random.key(0))
   assert set(params["lm_heads"]) == {"head"} and "aux_heads" not in params
 
@@ -125,7 +126,7 @@ def test_meta_update_averages_three_steps_with_separate_learning_rates():
 
 def test_dev_head_is_fresh_and_stops_when_the_loss_plateaus():
   enc = NET.init_encoder(jax.random.key(0))
-  tokens = jnp.asarray(np.tile([1, 10, 11, 2, 0, 0, 0, 0], (6, 1)))
+  tokens = jnp.asarray(np.tile([0, 10, 11, 2, 1, 1, 1, 1], (6, 1)))
   labels = jnp.array([0, 1, 2, 0, 1, 2])
   run = jax.jit(lambda key, tol: S.dev_gradient(
       NET, S.Hyper(dev_head_steps=10, dev_head_tol=tol), SPEC, enc, key, tokens, labels,

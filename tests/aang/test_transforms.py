@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from aux_jax.aang.space import TRANSFORMS
-from aux_jax.aang.tokenizer import CLS_ID, FIRST_BYTE_ID, MASK_ID, PAD_ID, SEP_ID
 from aux_jax.aang.transforms import corrupt
 
+# A layout with every special id below the regular ones (`corrupt`'s default specials).
+PAD_ID, CLS_ID, SEP_ID, MASK_ID, FIRST_BYTE_ID = 0, 1, 2, 3, 4
 VOCAB = FIRST_BYTE_ID + 1000          # many regular ids: a random token rarely repeats
 NUM_REG = VOCAB - FIRST_BYTE_ID
 

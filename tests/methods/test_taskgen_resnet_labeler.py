@@ -9,7 +9,7 @@ from safetensors.numpy import save_file
 from aux_jax.methods.base import TaskSpec
 from aux_jax.methods.taskgen import taskgen
 from aux_jax.models.resnet import BatchStatsResNet18, ResNet18, torchvision_names
-from aux_jax.taskgen import Labeler
+from aux_jax.models.labeler import Labeler
 
 C, K = 3, 2
 SPEC = TaskSpec(("main", "sub"), ("classification", "soft_classification"), (C, C * K),

@@ -109,3 +109,30 @@ def test_launcher_runs_aang_on_a_pretrained_directory(ckpt_and_data, tmp_path):
                                                  "w_all"))
   assert np.any(records[1]["w_all"]) and np.any(records[1]["w_representation"])
   assert all(np.isfinite(r["loss_primary"]) for r in records)
+
+
+def test_from_scratch_and_checkpoint_use_the_same_encoder(ckpt_and_data, tmp_path):
+  """One encoder: both settings build `RobertaEncoder` and `RobertaLMHead`, fresh or
+  loaded, and both read their tokenizer.json through `HFTokenizer`."""
+  from aux_jax.models.hf_tokenizer import HFTokenizer
+  from aux_jax.models.roberta import RobertaEncoder, RobertaLMHead
+  ckpt, _, _ = ckpt_and_data
+  c = aang_citation_intent.get_config("aang")
+  scratch, tok_s, _ = build_net(c, 3, str(tmp_path))
+  c.model.pretrained = ckpt
+  loaded, tok_p, _ = build_net(c, 3, str(tmp_path))
+  assert type(scratch.encoder) is type(loaded.encoder) is RobertaEncoder
+  assert type(scratch.lm_module) is type(loaded.lm_module) is RobertaLMHead
+  assert type(tok_s) is type(tok_p) is HFTokenizer
+  assert scratch.pretrained is None and loaded.pretrained is not None
+  k = c.model.kwargs
+  cfg = scratch.model.config
+  assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads,
+          cfg.intermediate_size, cfg.vocab_size) == (k.width, k.depth, k.num_heads,
+                                                     k.mlp_dim, tok_s.vocab_size)
+  assert cfg.max_len == c.data.max_len and cfg.pad_token_id == tok_s.pad_id
+  # Same parameter layout: the same module's tree, at the two sizes.
+  enc_s = scratch.init_encoder(jax.random.key(0))
+  enc_p = loaded.init_encoder(jax.random.key(0))
+  paths = lambda t: {p for p, _ in jax.tree_util.tree_flatten_with_path(t)[0]}
+  assert paths(enc_s) == paths(enc_p)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aux_jax.taskgen import Labeler, subclass_usage
+from aux_jax.models.labeler import Labeler, subclass_usage
 from aux_jax.train.experiment import build_experiment, load_data
 from aux_jax.train.loop import load_metrics, train_and_evaluate
 from configs import auxilearn_taskgen_cifar10, auxilearn_taskgen_pet

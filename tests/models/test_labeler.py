@@ -1,11 +1,12 @@
-"""Tests for aux_jax.taskgen: masked softmax, soft cross-entropy, labeler gradients."""
+"""Tests for aux_jax.models.labeler: masked softmax, soft cross-entropy, labeler gradients."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aux_jax import losses, taskgen
+from aux_jax import losses
+from aux_jax.models import labeler
 
 C, K, B = 4, 3, 6
 
@@ -13,7 +14,7 @@ C, K, B = 4, 3, 6
 def test_masked_softmax_support_and_values():
   logits = jax.random.normal(jax.random.key(0), (B, C * K)) * 3
   labels = jnp.array([0, 3, 1, 2, 3, 0])
-  q = np.asarray(taskgen.masked_softmax(logits, labels, K))
+  q = np.asarray(labeler.masked_softmax(logits, labels, K))
   assert q.shape == (B, C * K)
   np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-6)
   z = np.asarray(logits, np.float64)
@@ -29,14 +30,14 @@ def test_masked_softmax_with_one_subclass_is_one_hot():
   logits = jax.random.normal(jax.random.key(0), (B, C))
   labels = jnp.arange(B) % C
   np.testing.assert_array_equal(
-      taskgen.masked_softmax(logits, labels, 1), np.eye(C)[np.asarray(labels)])
+      labeler.masked_softmax(logits, labels, 1), np.eye(C)[np.asarray(labels)])
 
 
 def test_masked_softmax_bad_shapes():
   with pytest.raises(ValueError, match="C\\*k"):
-    taskgen.masked_softmax(jnp.zeros((B, 10)), jnp.zeros((B,), jnp.int32), 3)
+    labeler.masked_softmax(jnp.zeros((B, 10)), jnp.zeros((B,), jnp.int32), 3)
   with pytest.raises(ValueError, match="main_labels"):
-    taskgen.masked_softmax(jnp.zeros((B, 12)), jnp.zeros((B + 1,), jnp.int32), 3)
+    labeler.masked_softmax(jnp.zeros((B, 12)), jnp.zeros((B + 1,), jnp.int32), 3)
 
 
 def _soft_ce(a, q):  # the generated task's loss (kind "soft_classification")
@@ -45,7 +46,7 @@ def _soft_ce(a, q):  # the generated task's loss (kind "soft_classification")
 
 def test_generated_label_loss_matches_numpy():
   a = jax.random.normal(jax.random.key(1), (B, C * K))
-  q = taskgen.masked_softmax(
+  q = labeler.masked_softmax(
       jax.random.normal(jax.random.key(2), (B, C * K)), jnp.arange(B) % C, K)
   an, qn = np.asarray(a, np.float64), np.asarray(q, np.float64)
   logp = an - an.max(1, keepdims=True)
@@ -60,7 +61,7 @@ def test_labeler_outputs_and_gradient_flow(shape):
   x = jax.random.normal(jax.random.key(0), shape)
   labels = jnp.array([0, 1, 2, 3, 1, 0])
   aux_logits = jax.random.normal(jax.random.key(1), (B, C * K))
-  net = taskgen.Labeler(C, K, features=(4, 6))
+  net = labeler.Labeler(C, K, features=(4, 6))
   params = jax.jit(net.init)(jax.random.key(2), x, labels)["params"]
   q = np.asarray(jax.jit(net.apply)({"params": params}, x, labels))
   np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-6)
@@ -79,7 +80,7 @@ def test_labeler_outputs_and_gradient_flow(shape):
   for g in jax.tree.leaves(grads):  # backbone and head both receive gradient
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
   # With one sub-class the labels are one-hot whatever φ is: zero gradient.
-  net1 = taskgen.Labeler(C, 1, features=(4, 6))
+  net1 = labeler.Labeler(C, 1, features=(4, 6))
   params1 = jax.jit(net1.init)(jax.random.key(2), x, labels)["params"]
   grads1 = grad_fn(net1)(params1, aux_logits[:, :C])
   for g in jax.tree.leaves(grads1):

@@ -97,9 +97,12 @@ def get_config(variant: str = "aang") -> ml_collections.ConfigDict:
       "eval_batch_size": 64,
       "max_len": 160,          # tokens per sequence (longer texts are truncated)
   })
-  # From scratch: RoBERTa of width 64, 2 layers, 4 heads, MLP 128 (aang.model.fresh_net).
+  # From scratch: RoBERTa of width 64, 2 layers, 4 heads, MLP 128 (aang.model.fresh_net),
+  # dense kernels lecun_normal (variance 1/fan_in): RoBERTa's N(0, 0.02) is 1/6 of that
+  # at width 64 and learns much more slowly in 800 steps (docs/fidelity.md, AANG
+  # "encoder"). The "_roberta" variants load a checkpoint (its config.json, no kwargs).
   c.model = common.model("roberta", width=64, depth=2, num_heads=4, mlp_dim=128,
-                         dropout=0.1)
+                         dropout=0.1, kernel_init="lecun_normal")
   c.model.pretrained = ""      # a Hugging Face RoBERTa directory; "" = from scratch
   c.model.classifier_dropout = 0.1
   c.model.tie_lm_decoders = False   # True: LM heads decode with the body's embedding

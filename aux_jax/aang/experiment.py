@@ -92,7 +92,8 @@ def build_net(config: ml_collections.ConfigDict, num_classes: int,
   net = fresh_net(tok, max_len, num_classes, width=k.width, depth=k.depth,
                   num_heads=k.num_heads, mlp_dim=k.mlp_dim, dropout=k.dropout,
                   dtype=m.get("dtype", "float32"), classifier_dropout=m.classifier_dropout,
-                  tie_lm_decoders=m.tie_lm_decoders)
+                  tie_lm_decoders=m.tie_lm_decoders,
+                  kernel_init=k.get("kernel_init", "normal"))
   return net, tok, max_len
 
 

@@ -172,17 +172,20 @@ class AangNet:
 
 def fresh_net(tokenizer, max_len: int, num_classes: int, *, width: int, depth: int,
               num_heads: int, mlp_dim: int, dropout: float, dtype="float32",
-              classifier_dropout: float = 0.1, tie_lm_decoders: bool = False) -> AangNet:
+              classifier_dropout: float = 0.1, tie_lm_decoders: bool = False,
+              kernel_init: str = "normal") -> AangNet:
   """A small RoBERTa initialised from scratch over ``tokenizer``'s ids (`HFTokenizer`).
 
   The position table has ``max_len`` rows after RoBERTa's ``pad_id + 1`` offset.
+  ``kernel_init`` is `RobertaConfig`'s (RoBERTa's N(0, 0.02) by default; the
+  from-scratch AANG config sets ``"lecun_normal"``).
   """
   config = RobertaConfig(
       vocab_size=tokenizer.vocab_size, hidden_size=width, num_hidden_layers=depth,
       num_attention_heads=num_heads, intermediate_size=mlp_dim,
       max_position_embeddings=max_len + tokenizer.pad_id + 1,
       hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-      pad_token_id=tokenizer.pad_id)
+      pad_token_id=tokenizer.pad_id, kernel_init=kernel_init)
   return AangNet(Roberta(config, num_classes, jnp.dtype(dtype)), max_len, num_classes,
                  classifier_dropout, tie_lm_decoders)
 

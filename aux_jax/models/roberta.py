@@ -94,6 +94,11 @@ class RobertaConfig:
     hidden_act: MLP activation, "gelu" (exact) for RoBERTa.
     initializer_range: std of the normal initialiser (fresh weights, heads).
     classifier_dropout: classification-head dropout, None for ``hidden_dropout_prob``.
+    kernel_init: not a RoBERTa field ("normal" for every checkpoint). "normal": dense
+      kernels ~ N(0, initializer_range^2), RoBERTa's; "lecun_normal": Flax's default,
+      a truncated normal of variance 1/fan_in (LeCun et al., 1998), for small models
+      trained from scratch (at width 64, 0.02 is 1/6 of 1/sqrt(fan_in)). Embeddings
+      are N(0, initializer_range^2) and biases 0 either way.
   """
 
   vocab_size: int = 50265
@@ -110,8 +115,11 @@ class RobertaConfig:
   hidden_act: str = "gelu"
   initializer_range: float = 0.02
   classifier_dropout: float | None = None
+  kernel_init: str = "normal"
 
   def __post_init__(self):
+    if self.kernel_init not in ("normal", "lecun_normal"):
+      raise ValueError(f"kernel_init {self.kernel_init!r} is not 'normal' or 'lecun_normal'.")
     if self.hidden_size % self.num_attention_heads:
       raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
                        f"num_attention_heads ({self.num_attention_heads}).")
@@ -171,8 +179,9 @@ def attention_bias(tokens: jax.Array, mask: jax.Array | None, pad_id: int) -> ja
 
 
 def _dense(config: RobertaConfig, features: int, dtype: Any, name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=dtype, name=name,
-                  kernel_init=nn.initializers.normal(config.initializer_range))
+  init = (nn.initializers.lecun_normal() if config.kernel_init == "lecun_normal"
+          else nn.initializers.normal(config.initializer_range))
+  return nn.Dense(features, dtype=dtype, name=name, kernel_init=init)
 
 
 def _layer_norm(config: RobertaConfig, dtype: Any, name: str) -> nn.LayerNorm:
@@ -358,7 +367,8 @@ class Roberta:
     return RobertaClassificationHead(self.config, self.num_classes, self.dtype)
 
   def init(self, key: jax.Array, length: int = 8) -> dict:
-    """Freshly initialised params (normal(initializer_range) weights, zero biases)."""
+    """Freshly initialised params (normal(initializer_range) embeddings, kernels as
+    ``config.kernel_init``, zero biases)."""
     k_e, k_l, k_c = jax.random.split(key, 3)
     tokens = jnp.zeros((1, min(length, self.max_len)), jnp.int32)
     enc = self.encoder.init(k_e, tokens)["params"]

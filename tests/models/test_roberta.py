@@ -260,3 +260,33 @@ def test_interface_dropout_and_heads(ckpt):
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     roberta.load_pretrained(directory)  # pooler and position-id buffer: no warning
+
+
+def test_lecun_normal_kernel_init():
+  """``kernel_init="lecun_normal"`` (the from-scratch AANG config): every dense kernel of
+  the encoder and heads is a normal truncated at ±2 of its scale, of variance 1/fan_in
+  (checked against scipy's truncated normal); embeddings stay N(0, initializer_range²)
+  and biases 0. The default, and a checkpoint's config.json, keep RoBERTa's N(0, 0.02)."""
+  from scipy.stats import truncnorm
+  cfg = roberta.RobertaConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, intermediate_size=256,
+                              max_position_embeddings=20, kernel_init="lecun_normal")
+  params = roberta.Roberta(cfg, num_classes=3).init(jax.random.key(0))
+  kernels = [(jax.tree_util.keystr(p), np.asarray(v)) for p, v in
+             jax.tree_util.tree_flatten_with_path(params)[0] if p[-1].key == "kernel"]
+  assert len(kernels) == 2 * 6 + 1 + 2  # 6 per layer, MLM dense, classifier dense + out
+  unit = truncnorm(-2, 2).std()  # std of the standard normal truncated at ±2
+  for name, k in kernels:
+    target = 1 / np.sqrt(k.shape[0])
+    assert abs(k.std() / target - 1) < 0.06, (name, k.std(), target)
+    assert np.abs(k).max() <= 2 * target / unit * (1 + 1e-6), name
+    assert np.abs(k).max() > 1.5 * target / unit, name  # the tails are there
+  emb = np.asarray(params["encoder"]["embeddings"]["word_embeddings"]["embedding"])
+  assert abs(emb.std() / 0.02 - 1) < 0.05
+  assert not np.any(params["encoder"]["layer_0"]["intermediate"]["bias"])
+  base = roberta.RobertaConfig.from_dict(dict(CONFIG, vocab_size=300))
+  assert base.kernel_init == "normal"
+  k = roberta.Roberta(base).init(jax.random.key(0))["encoder"]["layer_0"]["output"]["kernel"]
+  assert abs(float(np.std(k)) / 0.02 - 1) < 0.06
+  with pytest.raises(ValueError, match="kernel_init"):
+    roberta.RobertaConfig(kernel_init="xavier")

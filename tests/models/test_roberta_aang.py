@@ -131,6 +131,10 @@ def test_from_scratch_and_checkpoint_use_the_same_encoder(ckpt_and_data, tmp_pat
           cfg.intermediate_size, cfg.vocab_size) == (k.width, k.depth, k.num_heads,
                                                      k.mlp_dim, tok_s.vocab_size)
   assert cfg.max_len == c.data.max_len and cfg.pad_token_id == tok_s.pad_id
+  # From scratch: lecun_normal kernels; the checkpoint keeps RoBERTa's N(0, 0.02) law.
+  assert cfg.kernel_init == "lecun_normal" and loaded.model.config.kernel_init == "normal"
+  q = scratch.init_encoder(jax.random.key(0))["layer_0"]["attention"]["query"]["kernel"]
+  assert abs(float(q.std()) * k.width**0.5 - 1) < 0.1
   # Same parameter layout: the same module's tree, at the two sizes.
   enc_s = scratch.init_encoder(jax.random.key(0))
   enc_p = loaded.init_encoder(jax.random.key(0))

@@ -130,14 +130,15 @@ def maoal(num_tasks: int, partition: Partition, lower: str = "one_pass",
     return MethodState(phi=jnp.ones((num_aux, num_modules + head_module), jnp.float32),
                        state=())
 
+  fixed_head_w = jnp.concatenate([jnp.ones((1,)), jnp.full((num_aux,), 1.0 / num_aux)])
+
   def direction(params, w, state, losses, key):
     del key
     omega = jax.nn.relu(w)
+    head_w = fixed_head_w
     if head_module:  # the main head's column; 1 for tasks with their own head
       omega = omega.at[:, -1].set(jnp.where(shares, omega[:, -1], 1.0))
       head_w = jnp.concatenate([jnp.ones((1,)), omega[:, -1] / num_aux])
-    else:
-      head_w = jnp.concatenate([jnp.ones((1,)), jnp.full((num_aux,), 1.0 / num_aux)])
     coeff = task_module_coefficients(omega[:, :num_modules])     # [T, M]
     if layers is not None and losses.scaled is not None:
       # G from one backward pass with per-layer, per-task cotangent scales r[t, m].

@@ -621,7 +621,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         speed = ("" if rate is None else f"  {rate:.1f} steps/s  "
                  f"ETA {_hms((num_steps - done) / max(rate, 1e-9))}")
         progress(f"[{exp.name}] step {done}/{num_steps}  {loss}{dev_key} "
-                 f"{dev[dev_key]:.4f}  best {float(loop.best_dev):.4f}  "
+                 f"{dev[dev_key]:.4f}  best {float(loop.best_dev):.4f} "
+                 f"(step {int(loop.best_step)})  "
                  f"elapsed {_hms(now - t0)}{speed}")
       stop = bool(patience) and stale >= patience
       if stop:

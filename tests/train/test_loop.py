@@ -55,6 +55,7 @@ def test_workdir_contents_and_dev_selection(full_run):
   assert written == pytest.approx({k: v for k, v in summary.items()
                                    if k not in ("task_names", "provenance")})
   assert len(lines) == STEPS // 20 and "dev_neg_loss" in lines[-1]
+  assert f"(step {summary['best_step']})" in lines[-1]  # the selected step, as it goes
 
   records = load_metrics(workdir)
   assert [r["step"] for r in records] == list(range(10, STEPS + 1, 10))
